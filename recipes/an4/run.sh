@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# AN4 (CMU census database): character CTC with a conv + BiLSTM encoder.
+#
+# Stages (each is skipped when its output already exists):
+#   0  data       find the AN4 corpus (--an4 DIR), or download an4_sphere.tar.gz when there is none
+#   1  manifests  train/dev/test JSONL manifests (dev = 8 whole training speakers) + global CMVN stats
+#   2  train      speechrnn train; a killed run continues from exp/TAG/last.pt when started again
+#   3  decode     greedy decoding of dev and test; per-utterance results in exp/TAG/decode/
+#   4  score      WER/CER summary of dev and test -> exp/TAG/decode/results.txt
+#
+# Usage: recipes/an4/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--an4 DIR] [key=value ...]
+# key=value arguments override the training config (e.g. model.rnn.cell=gru train.max_epochs=20).
+set -euo pipefail
+cd "$(dirname "$0")"
+stage=0
+stop_stage=4
+conf=conf/default.yaml
+tag=
+an4=../../../shared/data/an4
+overrides=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --conf) conf=$2; shift 2 ;;
+    --tag) tag=$2; shift 2 ;;
+    --an4) an4=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *=*) overrides+=("$1"); shift ;;
+    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+tag=${tag:-$(basename "$conf" .yaml)}
+exp=exp/$tag
+. ../../tools/activate.sh
+started=$(date +%s)
+log() { echo "[an4 $(date +%H:%M:%S) +$(( $(date +%s) - started ))s] $*" >&2; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  if [ -d "$an4/etc" ]; then
+    log "stage 0: using AN4 at $an4"
+  elif [ -d exp/download/an4/etc ]; then
+    an4=exp/download/an4
+  else
+    log "stage 0: no AN4 at $an4; downloading"
+    python ../../data_prep/an4.py --download exp/download --out exp/data
+    an4=exp/download/an4
+  fi
+fi
+[ -d "$an4/etc" ] || { [ -d exp/download/an4/etc ] && an4=exp/download/an4; }
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  if [ -f exp/data/test.jsonl ] && [ -f exp/data/cmvn.pt ]; then
+    log "stage 1: manifests and CMVN stats exist, skipped"
+  else
+    log "stage 1: manifests and CMVN stats"
+    python ../../data_prep/an4.py --src "$an4" --out exp/data
+    speechrnn stats "$conf" "${overrides[@]}" -o exp/data/cmvn.pt
+  fi
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  if [ -f "$exp/model.pt" ]; then
+    log "stage 2: $exp/model.pt exists, skipped"
+  else
+    log "stage 2: training into $exp (log: $exp/train_log.jsonl)"
+    speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
+    speechrnn plot "$exp/train_log.jsonl" -o "$exp/train_curves.png"
+  fi
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  for set in dev test; do
+    if [ -f "$exp/decode/$set.summary.json" ]; then
+      log "stage 3: $set already decoded, skipped"
+    else
+      log "stage 3: decoding $set"
+      speechrnn eval "$exp/model.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "$set"
+    fi
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: scoring"
+  python - "$exp" <<'PY' | tee "$exp/decode/results.txt"
+import json, sys
+from pathlib import Path
+exp = Path(sys.argv[1])
+for name in ("dev", "test"):
+    s = json.loads((exp / "decode" / f"{name}.summary.json").read_text())
+    print(f"{exp.name} {name}: WER {100 * s['wer']:.2f} % ({s['word_substitutions']} sub, {s['word_deletions']} del, "
+          f"{s['word_insertions']} ins / {s['words']} words), CER {100 * s['cer']:.2f} %, "
+          f"{s['sentence_errors']}/{s['utterances']} utterances wrong")
+PY
+  log "done: per-utterance results in $exp/decode/{dev,test}.per_utt.jsonl"
+fi

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# yesno (openslr 1): 60 files of 8 spoken YES/NO words; train on the first 30, test on the other 30.
+# Stages: 0 data check, 1 manifests, 2 train, 3 decode, 4 score (each skipped when its output exists).
+# Usage: recipes/yesno/run.sh [--stage N] [--stop-stage M] [--conf F] [--tag NAME] [--yesno DIR] [key=value ...]
+set -euo pipefail
+cd "$(dirname "$0")"
+stage=0
+stop_stage=4
+conf=conf/default.yaml
+tag=
+yesno=../../../shared/data/yesno
+overrides=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --conf) conf=$2; shift 2 ;;
+    --tag) tag=$2; shift 2 ;;
+    --yesno) yesno=$2; shift 2 ;;
+    -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *=*) overrides+=("$1"); shift ;;
+    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+tag=${tag:-$(basename "$conf" .yaml)}
+exp=exp/$tag
+. ../../tools/activate.sh
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  [ -d "$yesno" ] || { echo "error: no yesno corpus at $yesno; pass --yesno DIR (openslr.org/1)" >&2; exit 1; }
+fi
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && [ ! -f exp/data/test.jsonl ]; then
+  python ../../data_prep/yesno.py --src "$yesno" --out exp/data
+fi
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ ! -f "$exp/model.pt" ]; then
+  speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
+fi
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ ! -f "$exp/decode/test.summary.json" ]; then
+  speechrnn eval "$exp/model.pt" exp/data/test.jsonl --out "$exp/decode" --name test
+fi
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  python -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"yesno test: {s['word_substitutions']+s['word_deletions']+s['word_insertions']} word errors / {s['words']} words (WER {100*s['wer']:.2f} %)\")" "$exp/decode/test.summary.json" | tee "$exp/decode/results.txt"
+fi

@@ -1,0 +1,158 @@
+"""`speechrnn` command line: train | eval | stats | transcribe | plot."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+EPILOG = "Run `speechrnn COMMAND --help` for a command's options. Recipes: recipes/<corpus>/run.sh."
+
+
+def cmd_train(args) -> None:
+    from .config import load_config
+    from .train import train
+
+    config = load_config(args.config, args.overrides)
+    if args.device:
+        config.train.device = args.device
+    train(config, resume=args.resume)
+
+
+def cmd_stats(args) -> None:
+    """Global CMVN statistics of the training manifest, for data.cmvn."""
+    import torch
+
+    from .bundle import atomic_save
+    from .config import load_config
+    from .data import AudioDataset, load_utterances
+    from .features import Features
+    from .text import Tokenizer
+    from .train import compute_cmvn, make_loader
+
+    config = load_config(args.config, args.overrides)
+    utts = load_utterances(config.data.train_manifest)
+    tokenizer = Tokenizer.build((u.text for u in utts), config.text)
+    loader = make_loader(AudioDataset(utts, tokenizer, config.features.sample_rate), config, False, 0)
+
+    class FrontendOnly:  # compute_cmvn needs only .frontend
+        frontend = Features(config.features)
+
+    mean, std = compute_cmvn(FrontendOnly, loader, torch.device("cpu"))
+    atomic_save({"mean": mean, "std": std}, args.output)
+    print(f"CMVN statistics of {len(utts)} utterances written to {args.output}", file=sys.stderr)
+
+
+def cmd_eval(args) -> None:
+    import torch
+
+    from .data import AudioDataset, load_utterances
+    from .metrics import write_report
+    from .recognizer import load_model
+    from .train import evaluate, make_loader, select_device
+
+    device = select_device(args.device or "auto")
+    model, tokenizer, config, _ = load_model(args.bundle, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    utts = load_utterances(args.manifest)
+    config.data.num_workers = 0
+    loader = make_loader(AudioDataset(utts, tokenizer, config.features.sample_rate), config, False, 0)
+    tokenizer.report_unknown(args.manifest)
+    result = evaluate(model, loader, tokenizer, device)
+    name = args.name or Path(args.manifest).stem
+    rates = write_report(args.out, name, result["ids"], result["refs"], result["hyps"])
+    missing = len(utts) - len(result["ids"])
+    print(f"{name}: {rates.summary()}" + (f" ({missing} unreadable utterance(s) not scored)" if missing else ""))
+    if missing:
+        sys.exit(1)
+
+
+def cmd_transcribe(args) -> None:
+    from .errors import AudioError
+    from .recognizer import Recognizer
+
+    recognizer = Recognizer.load(args.bundle, device=args.device or "cpu")
+    failed = []
+    for path in args.inputs:
+        try:
+            (result,) = recognizer.transcribe([path])
+        except AudioError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed.append(path)
+            continue
+        print(json.dumps({"path": result.path, "text": result.text}) if args.format == "jsonl" else f"{path}\t{result.text}")
+    if failed:
+        print(f"{len(failed)} of {len(args.inputs)} input(s) failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def cmd_plot(args) -> None:
+    from .plot import plot_training_log
+
+    out = plot_training_log(args.log, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechrnn", description=__doc__, epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("train", help="train a CTC model from a YAML config",
+                            description="Train a CTC recognizer. Writes last.pt/best.pt checkpoints, "
+                                        "train_log.jsonl and the bundle model.pt under train.exp_dir.")
+    p.add_argument("config", help="YAML config (see recipes/*/conf/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.rnn.cell=gru train.max_epochs=30")
+    p.add_argument("--resume", action="store_true", help="continue from exp_dir/last.pt if it exists")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("stats", help="global CMVN statistics of the training set",
+                            description="Compute per-dimension feature mean/std over data.train_manifest.")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("-o", "--output", required=True, help="output file (.pt), referenced by data.cmvn")
+    p.set_defaults(run=cmd_stats)
+
+    p = commands.add_parser("eval", help="greedy-decode a manifest and score WER/CER",
+                            description="Writes NAME.per_utt.jsonl (ref, hyp, errors) and NAME.summary.json to --out "
+                                        "and prints the summary line.")
+    p.add_argument("bundle", help="model bundle (exp/.../model.pt)")
+    p.add_argument("manifest", help="JSONL manifest with audio_filepath, duration, text")
+    p.add_argument("--out", default=".", help="folder for the reports (default: current folder)")
+    p.add_argument("--name", help="report name (default: the manifest's file name)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(run=cmd_eval)
+
+    p = commands.add_parser("transcribe", help="transcribe audio files",
+                            description="Print one line per file: path<TAB>text (or JSON lines with --format jsonl).")
+    p.add_argument("bundle", help="model bundle")
+    p.add_argument("inputs", nargs="+", help="audio files (wav, flac, ogg, mp3, sphere)")
+    p.add_argument("--format", choices=["txt", "jsonl"], default="txt")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    p.set_defaults(run=cmd_transcribe)
+
+    p = commands.add_parser("plot", help="draw training curves from train_log.jsonl to PNG",
+                            description="Loss (train, dev) and dev CER/WER per epoch.")
+    p.add_argument("log", help="train_log.jsonl written by `speechrnn train`")
+    p.add_argument("-o", "--output", help="PNG path (default: next to the log, .png)")
+    p.set_defaults(run=cmd_plot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""JSONL manifests (NeMo field names), the audio Dataset, padding collate, and a length-bucketing batch sampler."""
+
+import json
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .audio import load_audio
+from .errors import AudioError, ManifestError
+
+AUDIO_FIELDS = ("audio_filepath", "duration", "text")
+
+
+@dataclass
+class Utterance:
+    id: str
+    path: str  # absolute or relative to the working directory, resolved from the manifest's folder
+    duration: float
+    text: str
+    speaker: str = ""
+
+
+def write_manifest(path: str | Path, entries: list[dict]) -> None:
+    """Write entries as JSON Lines; `audio_filepath` is made relative to the manifest's folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for entry in entries:
+            entry = dict(entry)
+            for key in ("audio_filepath", "ink_filepath"):
+                if key in entry:
+                    entry[key] = os.path.relpath(os.path.abspath(entry[key]), os.path.abspath(path.parent))
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> list[dict]:
+    """Parse a JSONL manifest. A line that is not JSON or lacks a field raises ManifestError naming file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found (run the recipe's data stage first)")
+    entries = []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{path}:{number}: not a JSON object ({err.msg}); fix or delete the line") from None
+            missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
+            if missing:
+                raise ManifestError(f"{path}:{number}: missing field(s) {', '.join(missing)}; each line needs {', '.join(fields)}")
+            for key in ("audio_filepath", "ink_filepath"):
+                if key in entry and not os.path.isabs(entry[key]):
+                    entry[key] = os.path.normpath(os.path.join(os.path.realpath(path.parent), entry[key]))
+            entry.setdefault("id", Path(entry.get("audio_filepath", entry.get("ink_filepath", str(number)))).stem)
+            entries.append(entry)
+    return entries
+
+
+def load_utterances(path: str | Path) -> list[Utterance]:
+    return [
+        Utterance(id=str(e["id"]), path=e["audio_filepath"], duration=float(e["duration"]), text=str(e["text"]),
+                  speaker=str(e.get("speaker", "")))
+        for e in read_manifest(path)
+    ]
+
+
+class AudioDataset(Dataset):
+    """Items are dicts with the waveform (N,) and token ids; an unreadable file yields None (reported once)."""
+
+    def __init__(self, utterances: list[Utterance], tokenizer, sample_rate: int):
+        self.utterances = utterances
+        self.tokens = [tokenizer.encode(u.text) for u in utterances]
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> dict | None:
+        utt = self.utterances[index]
+        try:
+            wav = load_audio(utt.path, self.sample_rate)
+        except AudioError as err:
+            print(f"error: {err} (utterance {utt.id} skipped)", file=sys.stderr)
+            return None
+        return {"id": utt.id, "wav": wav, "tokens": torch.tensor(self.tokens[index], dtype=torch.long),
+                "text": utt.text}
+
+
+def collate(items: list[dict | None]) -> dict:
+    """Pad waveforms and token ids; drop items whose audio failed to load."""
+    items = [item for item in items if item is not None]
+    wav_lens = torch.tensor([len(item["wav"]) for item in items], dtype=torch.long)
+    wavs = torch.zeros(len(items), int(wav_lens.max()) if items else 0)  # (B, N)
+    for row, item in enumerate(items):
+        wavs[row, : len(item["wav"])] = item["wav"]
+    token_lens = torch.tensor([len(item["tokens"]) for item in items], dtype=torch.long)
+    tokens = torch.zeros(len(items), int(token_lens.max()) if items else 0, dtype=torch.long)  # (B, L)
+    for row, item in enumerate(items):
+        tokens[row, : len(item["tokens"])] = item["tokens"]
+    return {"ids": [item["id"] for item in items], "texts": [item["text"] for item in items],
+            "wavs": wavs, "wav_lens": wav_lens, "tokens": tokens, "token_lens": token_lens}
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length whose padded size (batch x longest) stays under `max_frames`.
+
+    Each epoch the lengths get a little multiplicative noise before sorting (so batches differ between
+    epochs) and the batch order is shuffled; both are seeded by (seed, epoch), so a resumed run sees
+    exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, lengths: list[float], max_frames: float, shuffle: bool = True, seed: int = 0,
+                 max_batch_size: int = 512):
+        self.lengths = lengths
+        self.max_frames = max_frames
+        self.shuffle = shuffle
+        self.seed = seed
+        self.max_batch_size = max_batch_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 100003 + self.epoch)
+        noisy = [(length * (1 + 0.1 * rng.random()) if self.shuffle else length, i) for i, length in enumerate(self.lengths)]
+        batches, batch, longest = [], [], 0.0
+        for _, index in sorted(noisy):
+            longest_if_added = max(longest, self.lengths[index])
+            if batch and (longest_if_added * (len(batch) + 1) > self.max_frames or len(batch) >= self.max_batch_size):
+                batches.append(batch)
+                batch, longest_if_added = [], self.lengths[index]
+            batch.append(index)
+            longest = longest_if_added
+        if batch:
+            batches.append(batch)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.seed = state["epoch"], state["seed"]

@@ -1,0 +1,128 @@
+"""Acoustic features as an nn.Module (runs batched on the model's device): log-mel fbank or MFCC,
+global CMVN from training statistics, and SpecAugment for training."""
+
+from dataclasses import dataclass
+
+import torch
+import torchaudio
+import torchaudio.functional as AF
+from torch import nn
+
+
+@dataclass
+class FeatureConfig:
+    kind: str = "fbank"  # fbank (log-mel) | mfcc
+    sample_rate: int = 16000
+    n_fft: int = 400  # 25 ms at 16 kHz
+    hop_length: int = 160  # 10 ms at 16 kHz
+    n_mels: int = 80
+    n_mfcc: int = 40
+    dither: float = 0.0  # white noise added to the waveform in training (Kaldi-style), in sample units
+
+
+@dataclass
+class SpecAugmentConfig:
+    freq_masks: int = 2
+    freq_mask_width: int = 27
+    time_masks: int = 2
+    time_mask_width: int = 40
+    time_mask_max_ratio: float = 0.2  # a time mask covers at most this share of the shortest utterance in a batch
+
+
+class Features(nn.Module):
+    """Waveforms (B, N) + lengths -> normalised features (B, T, F) + lengths, zero past each length."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__()
+        self.config = config
+        if config.kind == "fbank":
+            self.transform = torchaudio.transforms.MelSpectrogram(
+                sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+                n_mels=config.n_mels, power=2.0, center=True, pad_mode="constant",
+            )
+            self.dim = config.n_mels
+        elif config.kind == "mfcc":
+            self.transform = torchaudio.transforms.MFCC(
+                sample_rate=config.sample_rate, n_mfcc=config.n_mfcc, log_mels=False,
+                melkwargs=dict(n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
+                               center=True, pad_mode="constant", mel_scale="slaney", norm="slaney"),
+            )
+            self.dim = config.n_mfcc
+        else:
+            raise ValueError(f"features.kind={config.kind!r} is not one of: fbank, mfcc")
+        # Global CMVN from the training set; identity until set_cmvn() is called.
+        self.register_buffer("cmvn_mean", torch.zeros(self.dim))
+        self.register_buffer("cmvn_std", torch.ones(self.dim))
+
+    def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        return num_samples // self.config.hop_length + 1  # center=True framing
+
+    def raw(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features before CMVN. Padding samples are zero, so frames past the length are masked after."""
+        if self.training and self.config.dither > 0:
+            wav = wav + self.config.dither * torch.randn_like(wav)
+        with torch.autocast(wav.device.type, enabled=False):
+            # (B, N) -> (B, 1, N) -> (B, 1, F, T) -> (B, F, T): the channel axis makes MFCC's top_db clamp per item
+            spec = self.transform(wav.float().unsqueeze(1)).squeeze(1)
+        if self.config.kind == "fbank":
+            spec = torch.log(spec + 1e-6)
+        feats = spec.transpose(1, 2)  # (B, F, T) -> (B, T, F)
+        lens = self.num_frames(wav_lens)
+        return feats, lens
+
+    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, lens = self.raw(wav, wav_lens)
+        feats = (feats - self.cmvn_mean) / self.cmvn_std
+        return mask_time(feats, lens), lens
+
+    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.cmvn_mean.copy_(mean)
+        self.cmvn_std.copy_(std.clamp(min=1e-3))
+
+
+def mask_time(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Zero x (B, T, ...) at every time step t >= lens[b]."""
+    valid = torch.arange(x.shape[1], device=x.device)[None, :] < lens[:, None]  # (B, T)
+    return x * valid.view(*valid.shape, *([1] * (x.dim() - 2))).to(x.dtype)
+
+
+class CmvnAccumulator:
+    """Running sums for global mean/std over all valid frames."""
+
+    def __init__(self, dim: int):
+        self.total = torch.zeros(dim, dtype=torch.float64)
+        self.total_sq = torch.zeros(dim, dtype=torch.float64)
+        self.count = 0
+
+    def add(self, feats: torch.Tensor, lens: torch.Tensor) -> None:
+        valid = torch.arange(feats.shape[1])[None, :] < lens[:, None]  # (B, T)
+        frames = feats[valid].double()  # (B, T, F) -> (frames, F)
+        self.total += frames.sum(0)
+        self.total_sq += (frames**2).sum(0)
+        self.count += frames.shape[0]
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.total / self.count
+        std = (self.total_sq / self.count - mean**2).clamp(min=1e-8).sqrt()
+        return mean.float(), std.float()
+
+
+class SpecAugment(nn.Module):
+    """Frequency and time masking (Park et al. 2019), independent per utterance; a no-op in eval mode."""
+
+    def __init__(self, config: SpecAugmentConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return feats
+        c = self.config
+        x = feats.transpose(1, 2).unsqueeze(1)  # (B, T, F) -> (B, 1, F, T)
+        for _ in range(c.freq_masks):
+            x = AF.mask_along_axis_iid(x, c.freq_mask_width, 0.0, axis=2)
+        width = min(c.time_mask_width, int(c.time_mask_max_ratio * int(lens.min())))
+        if width > 0:
+            for _ in range(c.time_masks):
+                x = AF.mask_along_axis_iid(x, width, 0.0, axis=3)
+        return x.squeeze(1).transpose(1, 2)  # (B, 1, F, T) -> (B, T, F)

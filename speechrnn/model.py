@@ -1,0 +1,99 @@
+"""Encoder (optional conv subsampling + stacked RNN) and the CTC head, assembled into one CTC model.
+
+The model takes what the data loader gives (waveforms for speech, stroke features for ink), so the
+acoustic front-end runs on the model's device and travels inside the bundle with its CMVN statistics.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig, mask_time
+from .rnn import RNNConfig, StackedRNN
+
+
+@dataclass
+class ModelConfig:
+    conv_channels: int = 32  # 0 disables the conv front-end (no subsampling)
+    rnn: RNNConfig = field(default_factory=RNNConfig)
+    dropout: float = 0.1  # before the CTC head
+
+
+class ConvSubsampling(nn.Module):
+    """DeepSpeech2-style 2-D convolutions over (time, frequency): two 3x3 stride-2 blocks -> 4x fewer frames.
+    Frames past each utterance's length are zeroed after every block, so padding never leaks into valid
+    frames and a batch gives what each utterance alone would."""
+
+    def __init__(self, input_dim: int, channels: int):
+        super().__init__()
+        self.blocks = nn.ModuleList([
+            nn.Conv2d(1, channels, kernel_size=3, stride=2, padding=1),
+            nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1),
+        ])
+        self.activation = nn.GELU()
+        freq = input_dim
+        for _ in self.blocks:
+            freq = (freq - 1) // 2 + 1
+        self.output_dim = channels * freq
+
+    @staticmethod
+    def output_lengths(lens: torch.Tensor) -> torch.Tensor:
+        for _ in range(2):
+            lens = (lens - 1) // 2 + 1  # kernel 3, stride 2, padding 1
+        return lens
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.unsqueeze(1)  # (B, T, F) -> (B, 1, T, F)
+        for block in self.blocks:
+            x = self.activation(block(x))  # (B, C, T, F) -> (B, C, T', F')
+            lens = (lens - 1) // 2 + 1
+            x = mask_time(x.transpose(1, 2), lens).transpose(1, 2)  # mask along T at (B, T', C, F')
+        batch, channels, frames, freq = x.shape
+        x = x.permute(0, 2, 1, 3).reshape(batch, frames, channels * freq)  # (B, C, T', F') -> (B, T', C*F')
+        return x, lens
+
+
+class Encoder(nn.Module):
+    def __init__(self, input_dim: int, config: ModelConfig):
+        super().__init__()
+        self.conv = ConvSubsampling(input_dim, config.conv_channels) if config.conv_channels > 0 else None
+        rnn_input = self.conv.output_dim if self.conv else input_dim
+        self.rnn = StackedRNN(rnn_input, config.rnn)
+        self.output_dim = self.rnn.output_size
+
+    def output_lengths(self, lens: torch.Tensor) -> torch.Tensor:
+        return ConvSubsampling.output_lengths(lens) if self.conv else lens
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.conv:
+            x, lens = self.conv(x, lens)
+        return self.rnn(x, lens), lens
+
+
+class CTCModel(nn.Module):
+    """front-end -> encoder -> linear CTC head. forward() returns log-probs (B, T, V) and their lengths."""
+
+    def __init__(self, vocab_size: int, config: ModelConfig, frontend: nn.Module, specaugment: nn.Module | None = None):
+        super().__init__()
+        self.frontend = frontend
+        self.specaugment = specaugment
+        self.encoder = Encoder(frontend.dim, config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.encoder.output_dim, vocab_size)
+
+    def output_lengths(self, input_lens: torch.Tensor) -> torch.Tensor:
+        return self.encoder.output_lengths(self.frontend.num_frames(input_lens))
+
+    def forward(self, inputs: torch.Tensor, input_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, lens = self.frontend(inputs, input_lens)  # (B, N) -> (B, T, F)
+        if self.specaugment is not None:
+            feats = self.specaugment(feats, lens)
+        hidden, lens = self.encoder(feats, lens)  # (B, T, F) -> (B, T', H)
+        logits = self.head(self.dropout(hidden))  # (B, T', V)
+        return logits.float().log_softmax(dim=-1), lens
+
+
+def build_speech_model(vocab_size: int, model: ModelConfig, features: FeatureConfig,
+                       specaugment: SpecAugmentConfig | None) -> CTCModel:
+    return CTCModel(vocab_size, model, Features(features), SpecAugment(specaugment) if specaugment else None)

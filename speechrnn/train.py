@@ -1,0 +1,280 @@
+"""Training: AdamW with warm-up and cosine decay, gradient clipping, AMP on CUDA, a progress bar, a JSONL log
+per epoch, early stopping on dev CER, and `last`/`best` checkpoints that hold everything needed to resume
+to the same model an uninterrupted run gives (model, optimizer, scheduler, sampler and RNG state)."""
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .bundle import atomic_save, save_bundle
+from .config import Config, to_dict
+from .data import AudioDataset, BucketBatchSampler, Utterance, collate, load_utterances
+from .decode import greedy_decode
+from .errors import UserError
+from .features import CmvnAccumulator
+from .metrics import error_rates
+from .model import CTCModel, build_speech_model
+from .text import Tokenizer, normalize
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def ctc_frames_needed(tokens: list[int]) -> int:
+    """CTC needs one frame per token plus one blank between each pair of repeated tokens."""
+    return len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:]))
+
+
+def keep_trainable(utterances: list[Utterance], tokenizer: Tokenizer, model: CTCModel, sample_rate: int,
+                   where: str) -> list[Utterance]:
+    """Drop (and count) utterances with no text or too short for their transcript under CTC."""
+    kept, empty, too_short = [], 0, 0
+    for utt in utterances:
+        tokens = tokenizer.encode(utt.text)
+        frames = int(model.output_lengths(torch.tensor([int(utt.duration * sample_rate)]))[0])
+        if not tokens:
+            empty += 1
+        elif frames < ctc_frames_needed(tokens):
+            too_short += 1
+        else:
+            kept.append(utt)
+    if empty or too_short:
+        print(f"warning: {where}: skipped {empty} utterance(s) with empty text and {too_short} too short for "
+              f"their transcript under CTC", file=sys.stderr)
+    return kept
+
+
+def make_loader(dataset: AudioDataset, config: Config, shuffle: bool, seed: int) -> DataLoader:
+    lengths = [u.duration * config.features.sample_rate / config.features.hop_length for u in dataset.utterances]
+    sampler = BucketBatchSampler(lengths, config.data.max_frames, shuffle=shuffle, seed=seed,
+                                 max_batch_size=config.data.max_batch_size)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.data.num_workers)
+
+
+def compute_cmvn(model: CTCModel, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    accumulator = CmvnAccumulator(model.frontend.dim)
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="cmvn stats", unit="batch", disable=None, leave=False):
+            if not batch["ids"]:
+                continue
+            feats, lens = model.frontend.raw(batch["wavs"].to(device), batch["wav_lens"].to(device))
+            accumulator.add(feats.cpu(), lens.cpu())
+    return accumulator.result()
+
+
+@torch.no_grad()
+def evaluate(model: CTCModel, loader: DataLoader, tokenizer: Tokenizer, device: torch.device) -> dict:
+    """Greedy-decode a loader. Returns ids, refs (normalised), hyps, mean CTC loss and the error rates."""
+    model.eval()
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    ids, refs, hyps, loss_sum, token_count = [], [], [], 0.0, 0
+    for batch in loader:
+        if not batch["ids"]:
+            continue
+        log_probs, lens = model(batch["wavs"].to(device), batch["wav_lens"].to(device))
+        loss_sum += float(ctc(log_probs.transpose(0, 1), batch["tokens"].to(device), lens, batch["token_lens"].to(device)))
+        token_count += int(batch["token_lens"].sum())
+        ids += batch["ids"]
+        refs += [normalize(t, tokenizer.config) for t in batch["texts"]]
+        hyps += [tokenizer.decode(seq) for seq in greedy_decode(log_probs, lens)]
+    return {"ids": ids, "refs": refs, "hyps": hyps, "loss": loss_sum / max(token_count, 1),
+            "rates": error_rates(refs, hyps)}
+
+
+def lr_lambda(warmup: int, total: int, final_ratio: float):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_dev_cer: float
+    epochs: int
+    seconds: float
+    bundle: Path
+
+
+def train(config: Config, resume: bool = False) -> TrainResult:
+    exp_dir = Path(config.train.exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    device = select_device(config.train.device)
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    checkpoint = None
+    if resume:
+        last = exp_dir / "last.pt"
+        if not last.is_file():
+            print(f"note: --resume given but {last} does not exist; starting from scratch", file=sys.stderr)
+        else:
+            checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    torch.manual_seed(config.train.seed)
+    random.seed(config.train.seed)
+    np.random.seed(config.train.seed)
+
+    train_utts = load_utterances(config.data.train_manifest)
+    dev_utts = load_utterances(config.data.dev_manifest)
+    tokenizer = (Tokenizer.from_dict(checkpoint["tokenizer"]) if checkpoint
+                 else Tokenizer.build((u.text for u in train_utts), config.text))
+    model = build_speech_model(len(tokenizer), config.model, config.features,
+                               config.specaugment if config.use_specaugment else None).to(device)
+    sample_rate = config.features.sample_rate
+    for name, utts in (("train", train_utts), ("dev", dev_utts)):
+        manifest = getattr(config.data, f"{name}_manifest")
+        kept = keep_trainable(utts, tokenizer, model, sample_rate, manifest)
+        tokenizer.report_unknown(manifest)
+        if not kept:
+            raise UserError(f"{manifest}: no usable utterances (see the warnings above)")
+        utts[:] = kept
+    train_loader = make_loader(AudioDataset(train_utts, tokenizer, sample_rate), config, True, config.train.seed)
+    dev_loader = make_loader(AudioDataset(dev_utts, tokenizer, sample_rate), config, False, 0)
+    tokenizer.unknown.clear()
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model: {params / 1e6:.2f} M parameters, vocabulary {len(tokenizer)}; train {len(train_utts)} utts, "
+          f"dev {len(dev_utts)} utts; device {device}", file=sys.stderr)
+
+    if not checkpoint:
+        if config.data.cmvn:
+            stats = torch.load(config.data.cmvn, map_location="cpu", weights_only=True)
+            model.frontend.set_cmvn(stats["mean"], stats["std"])
+        else:
+            model.frontend.set_cmvn(*compute_cmvn(model, train_loader, device))
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
+                                  weight_decay=config.optim.weight_decay)
+    steps_per_epoch = len(train_loader.batch_sampler)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(config.optim.warmup_steps, steps_per_epoch * config.train.max_epochs,
+                             config.optim.final_lr_ratio))
+    use_amp = config.train.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+
+    start_epoch, best_cer, best_epoch, stale, train_seconds = 1, float("inf"), 0, 0, 0.0
+    if checkpoint:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        train_loader.batch_sampler.load_state_dict(checkpoint["sampler"])
+        set_rng_state(checkpoint["rng"])
+        start_epoch = checkpoint["epoch"] + 1
+        best_cer, best_epoch, stale = checkpoint["best_cer"], checkpoint["best_epoch"], checkpoint["stale"]
+        train_seconds = checkpoint["train_seconds"]
+        print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
+
+    writer = None
+    if config.train.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(exp_dir / "tensorboard"))
+        except ImportError:
+            pass
+    log_path = exp_dir / "train_log.jsonl"
+    if not checkpoint and log_path.exists():
+        log_path.unlink()
+
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.train.max_epochs + 1):
+        if config.train.patience and stale >= config.train.patience:
+            break
+        started = time.time()
+        model.train()
+        train_loader.batch_sampler.set_epoch(epoch)
+        loss_sum, token_sum, utt_count = 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{config.train.max_epochs}", unit="batch", disable=None,
+                   dynamic_ncols=True, file=sys.stderr)
+        for batch in bar:
+            if not batch["ids"]:
+                continue
+            tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                log_probs, lens = model(batch["wavs"].to(device), batch["wav_lens"].to(device))
+            loss = ctc(log_probs.transpose(0, 1), tokens, lens, token_lens)  # (B, T, V) -> (T, B, V)
+            tokens_in_batch = int(token_lens.sum())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss / tokens_in_batch).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += float(loss.detach())
+            token_sum += tokens_in_batch
+            utt_count += len(batch["ids"])
+            bar.set_postfix(loss=f"{loss_sum / token_sum:.3f}", utt_s=f"{utt_count / (time.time() - started):.1f}",
+                            lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        bar.close()
+        epoch_seconds = time.time() - started
+        train_seconds += epoch_seconds
+        dev = evaluate(model, dev_loader, tokenizer, device)
+        rates = dev["rates"]
+        improved = rates.cer < best_cer
+        if improved:
+            best_cer, best_epoch, stale = rates.cer, epoch, 0
+        else:
+            stale += 1
+        record = {"epoch": epoch, "train_loss": loss_sum / max(token_sum, 1), "dev_loss": dev["loss"],
+                  "dev_cer": rates.cer, "dev_wer": rates.wer, "lr": scheduler.get_last_lr()[0],
+                  "epoch_seconds": round(epoch_seconds, 2), "utts_per_second": round(utt_count / epoch_seconds, 2),
+                  "best_epoch": best_epoch}
+        with open(log_path, "a") as log:
+            log.write(json.dumps(record) + "\n")
+        if writer:
+            for key in ("train_loss", "dev_loss", "dev_cer", "dev_wer", "lr"):
+                writer.add_scalar(key, record[key], epoch)
+        print(f"epoch {epoch}: train loss {record['train_loss']:.3f}, dev loss {dev['loss']:.3f}, dev CER "
+              f"{100 * rates.cer:.2f} %, WER {100 * rates.wer:.2f} %, {epoch_seconds:.0f} s"
+              f"{' (best)' if improved else ''}", file=sys.stderr)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict(), "sampler": train_loader.batch_sampler.state_dict(), "rng": rng_state(),
+                 "epoch": epoch, "best_cer": best_cer, "best_epoch": best_epoch, "stale": stale,
+                 "train_seconds": train_seconds, "config": to_dict(config), "tokenizer": tokenizer.to_dict()}
+        atomic_save(state, exp_dir / "last.pt")
+        if improved:
+            atomic_save(state, exp_dir / "best.pt")
+    if writer:
+        writer.close()
+
+    best = torch.load(exp_dir / "best.pt", map_location="cpu", weights_only=True)
+    bundle_path = exp_dir / "model.pt"
+    save_bundle(bundle_path, best["model"], best["config"], best["tokenizer"],
+                extra={"epoch": best["epoch"], "dev_cer": best["best_cer"], "train_seconds": best["train_seconds"]})
+    print(f"best dev CER {100 * best_cer:.2f} % at epoch {best_epoch}; bundle written to {bundle_path}", file=sys.stderr)
+    return TrainResult(best_epoch, best_cer, epoch, train_seconds, bundle_path)
