@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import yaml
 from omegaconf import OmegaConf
@@ -18,10 +19,11 @@ from .text import TextConfig
 class DataConfig:
     train_manifest: str = "???"
     dev_manifest: str = "???"
-    cmvn: str = ""  # file written by `speechrnn stats`; computed at the start of training when empty
+    cmvn: Optional[str] = None  # file written by `speechrnn stats`; computed at the start of training when unset
     max_frames: int = 8000  # padded feature frames (10 ms each) per batch
     max_batch_size: int = 256
     num_workers: int = 1  # DataLoader worker processes (0 = load in the training process)
+    speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty = off
 
 
 @dataclass

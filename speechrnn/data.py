@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
 
 from .audio import load_audio
@@ -75,12 +76,19 @@ def load_utterances(path: str | Path) -> list[Utterance]:
 
 
 class AudioDataset(Dataset):
-    """Items are dicts with the waveform (N,) and token ids; an unreadable file yields None (reported once)."""
+    """Items are dicts with the waveform (N,) and token ids; an unreadable file yields None (reported once).
 
-    def __init__(self, utterances: list[Utterance], tokenizer, sample_rate: int):
+    With `speed_factors` (e.g. [0.9, 1.0, 1.1]) each item is played faster or slower by a factor drawn from
+    (seed, epoch, index), so a resumed run draws what an uninterrupted one would."""
+
+    def __init__(self, utterances: list[Utterance], tokenizer, sample_rate: int, speed_factors: list[float] = (),
+                 seed: int = 0):
         self.utterances = utterances
         self.tokens = [tokenizer.encode(u.text) for u in utterances]
         self.sample_rate = sample_rate
+        self.speed_factors = list(speed_factors)
+        self.seed = seed
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -92,6 +100,10 @@ class AudioDataset(Dataset):
         except AudioError as err:
             print(f"error: {err} (utterance {utt.id} skipped)", file=sys.stderr)
             return None
+        if self.speed_factors:
+            factor = random.Random(f"{self.seed}-{self.epoch}-{index}").choice(self.speed_factors)
+            if factor != 1.0:  # read as if recorded at rate * factor: `factor` times faster, pitch shifted too
+                wav = AF.resample(wav, round(self.sample_rate * factor), self.sample_rate)
         return {"id": utt.id, "wav": wav, "tokens": torch.tensor(self.tokens[index], dtype=torch.long),
                 "text": utt.text}
 

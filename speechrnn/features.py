@@ -27,6 +27,7 @@ class SpecAugmentConfig:
     time_masks: int = 2
     time_mask_width: int = 40
     time_mask_max_ratio: float = 0.2  # a time mask covers at most this share of the shortest utterance in a batch
+    start_epoch: int = 1  # masking starts at this epoch (CTC leaves its all-blank plateau sooner on clean input)
 
 
 class Features(nn.Module):
@@ -113,9 +114,10 @@ class SpecAugment(nn.Module):
     def __init__(self, config: SpecAugmentConfig):
         super().__init__()
         self.config = config
+        self.enabled = True  # the trainer turns masking off before specaugment.start_epoch
 
     def forward(self, feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        if not self.training:
+        if not (self.training and self.enabled):
             return feats
         c = self.config
         x = feats.transpose(1, 2).unsqueeze(1)  # (B, T, F) -> (B, 1, F, T)

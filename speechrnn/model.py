@@ -36,6 +36,7 @@ class ConvSubsampling(nn.Module):
         for _ in self.blocks:
             freq = (freq - 1) // 2 + 1
         self.output_dim = channels * freq
+        self.norm = nn.LayerNorm(self.output_dim)  # per frame, so padding cannot leak in
 
     @staticmethod
     def output_lengths(lens: torch.Tensor) -> torch.Tensor:
@@ -51,7 +52,7 @@ class ConvSubsampling(nn.Module):
             x = mask_time(x.transpose(1, 2), lens).transpose(1, 2)  # mask along T at (B, T', C, F')
         batch, channels, frames, freq = x.shape
         x = x.permute(0, 2, 1, 3).reshape(batch, frames, channels * freq)  # (B, C, T', F') -> (B, T', C*F')
-        return x, lens
+        return self.norm(x), lens
 
 
 class Encoder(nn.Module):

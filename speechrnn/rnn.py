@@ -1,7 +1,8 @@
 """The recurrent layers, one registry from name to class, and the stacked (bi)directional encoder that runs
 variable-length padded batches exactly as if each utterance were processed alone.
 
-Why not pack_padded_sequence: on CPU it takes the slow non-mkldnn path (4-5x slower for a BiLSTM here).
+Why not pack_padded_sequence: on CPU packed input cannot use torch's mkldnn LSTM kernel, and a training step
+of the AN4-sized BiLSTM is about 1.8x slower with it (benchmarks/bench_varlen_rnn.py).
 Instead each direction is a unidirectional layer over the padded batch. The forward direction never
 sees the padding before a valid step. The backward direction runs on each sequence reversed *within its
 own length*, so its padding also comes last; the output is reversed back the same way.

@@ -161,7 +161,8 @@ def train(config: Config, resume: bool = False) -> TrainResult:
         if not kept:
             raise UserError(f"{manifest}: no usable utterances (see the warnings above)")
         utts[:] = kept
-    train_loader = make_loader(AudioDataset(train_utts, tokenizer, sample_rate), config, True, config.train.seed)
+    train_set = AudioDataset(train_utts, tokenizer, sample_rate, config.data.speed_perturb, config.train.seed)
+    train_loader = make_loader(train_set, config, True, config.train.seed)
     dev_loader = make_loader(AudioDataset(dev_utts, tokenizer, sample_rate), config, False, 0)
     tokenizer.unknown.clear()
     params = sum(p.numel() for p in model.parameters())
@@ -173,7 +174,8 @@ def train(config: Config, resume: bool = False) -> TrainResult:
             stats = torch.load(config.data.cmvn, map_location="cpu", weights_only=True)
             model.frontend.set_cmvn(stats["mean"], stats["std"])
         else:
-            model.frontend.set_cmvn(*compute_cmvn(model, train_loader, device))
+            model.frontend.set_cmvn(*compute_cmvn(model, make_loader(
+                AudioDataset(train_utts, tokenizer, sample_rate), config, False, 0), device))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
                                   weight_decay=config.optim.weight_decay)
@@ -216,7 +218,10 @@ def train(config: Config, resume: bool = False) -> TrainResult:
             break
         started = time.time()
         model.train()
+        if model.specaugment is not None:
+            model.specaugment.enabled = epoch >= config.specaugment.start_epoch
         train_loader.batch_sampler.set_epoch(epoch)
+        train_set.epoch = epoch
         loss_sum, token_sum, utt_count = 0.0, 0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{config.train.max_epochs}", unit="batch", disable=None,
                    dynamic_ncols=True, file=sys.stderr)
