@@ -28,12 +28,6 @@ REQUIRED = ["data.train_manifest=x", "data.dev_manifest=y"]
 TINY = REQUIRED + ["model.rnn.hidden_size=16", "model.rnn.num_layers=1", "model.conv_channels=4"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def one_line(message: str) -> bool:

@@ -11,13 +11,6 @@ from speechrnn.features import (CmvnAccumulator, FeatureConfig, Features, SpecAu
                                 mask_time)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small multi-threaded GEMMs/FFTs are pathologically slow on some 2-core CI boxes; results do not depend on it.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

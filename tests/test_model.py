@@ -15,13 +15,6 @@ VOCAB = 12
 LENGTHS = (16000, 7321, 12345, 2999)  # samples at 16 kHz, deliberately unsorted and not multiples of the hop
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny multi-threaded LSTM GEMMs can take ~0.5 s each on 2-core CI machines; one thread is exact and fast.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

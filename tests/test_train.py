@@ -47,7 +47,6 @@ def epochs_logged(exp_dir: Path) -> list[dict]:
 
 
 def test_an4_training_steps_lower_the_loss(an4_small, tmp_path):
-    torch.set_num_threads(1)
     result = train(tiny_config(an4_small, tmp_path, "train.max_epochs=4"))
     losses = [e["train_loss"] for e in epochs_logged(tmp_path)]
     assert len(losses) == 4

@@ -17,37 +17,25 @@ stop_stage=4
 conf=conf/default.yaml
 tag=
 an4=../../../shared/data/an4
-overrides=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    --conf) conf=$2; shift 2 ;;
-    --tag) tag=$2; shift 2 ;;
-    --an4) an4=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *=*) overrides+=("$1"); shift ;;
-    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
+. ../../tools/parse_options.sh "$@"
 tag=${tag:-$(basename "$conf" .yaml)}
 exp=exp/$tag
 . ../../tools/activate.sh
 started=$(date +%s)
 log() { echo "[an4 $(date +%H:%M:%S) +$(( $(date +%s) - started ))s] $*" >&2; }
 
+if [ ! -d "$an4/etc" ] && [ -d exp/download/an4/etc ]; then
+  an4=exp/download/an4  # downloaded by an earlier run
+fi
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if [ -d "$an4/etc" ]; then
     log "stage 0: using AN4 at $an4"
-  elif [ -d exp/download/an4/etc ]; then
-    an4=exp/download/an4
   else
-    log "stage 0: no AN4 at $an4; downloading"
+    log "stage 0: no AN4 at $an4; downloading an4_sphere.tar.gz into exp/download"
     python ../../data_prep/an4.py --download exp/download --out exp/data
     an4=exp/download/an4
   fi
 fi
-[ -d "$an4/etc" ] || { [ -d exp/download/an4/etc ] && an4=exp/download/an4; }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ -f exp/data/test.jsonl ] && [ -f exp/data/cmvn.pt ]; then

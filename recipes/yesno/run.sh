@@ -9,19 +9,7 @@ stop_stage=4
 conf=conf/default.yaml
 tag=
 yesno=../../../shared/data/yesno
-overrides=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    --conf) conf=$2; shift 2 ;;
-    --tag) tag=$2; shift 2 ;;
-    --yesno) yesno=$2; shift 2 ;;
-    -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *=*) overrides+=("$1"); shift ;;
-    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
+. ../../tools/parse_options.sh "$@"
 tag=${tag:-$(basename "$conf" .yaml)}
 exp=exp/$tag
 . ../../tools/activate.sh
