@@ -121,6 +121,36 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def train_one_epoch(model: CTCModel, loader: DataLoader, optimizer, scheduler, scaler, amp_dtype, grad_clip: float,
+                    device: torch.device, desc: str) -> tuple[float, int, int]:
+    """One pass over `loader` with a progress bar. Returns (summed CTC loss, target tokens, utterances)."""
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    loss_sum, token_sum, utt_count, started = 0.0, 0, 0, time.time()
+    bar = tqdm(loader, desc=desc, unit="batch", disable=None, dynamic_ncols=True, file=sys.stderr)
+    for batch in bar:
+        if not batch["ids"]:
+            continue
+        tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            log_probs, lens = model(batch["wavs"].to(device), batch["wav_lens"].to(device))
+        loss = ctc(log_probs.transpose(0, 1), tokens, lens, token_lens)  # (B, T, V) -> (T, B, V)
+        tokens_in_batch = int(token_lens.sum())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss / tokens_in_batch).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += float(loss.detach())
+        token_sum += tokens_in_batch
+        utt_count += len(batch["ids"])
+        bar.set_postfix(loss=f"{loss_sum / token_sum:.3f}", utt_s=f"{utt_count / (time.time() - started):.1f}",
+                        lr=f"{scheduler.get_last_lr()[0]:.2e}")
+    bar.close()
+    return loss_sum, token_sum, utt_count
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -186,7 +216,6 @@ def train(config: Config, resume: bool = False) -> TrainResult:
     use_amp = config.train.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
 
     start_epoch, best_cer, best_epoch, stale, train_seconds = 1, float("inf"), 0, 0, 0.0
     if checkpoint:
@@ -209,8 +238,10 @@ def train(config: Config, resume: bool = False) -> TrainResult:
         except ImportError:
             pass
     log_path = exp_dir / "train_log.jsonl"
-    if not checkpoint and log_path.exists():
-        log_path.unlink()
+    if log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
+        done = checkpoint["epoch"] if checkpoint else 0
+        kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["epoch"] <= done]
+        log_path.write_text("".join(line + "\n" for line in kept))
 
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.train.max_epochs + 1):
@@ -222,30 +253,9 @@ def train(config: Config, resume: bool = False) -> TrainResult:
             model.specaugment.enabled = epoch >= config.specaugment.start_epoch
         train_loader.batch_sampler.set_epoch(epoch)
         train_set.epoch = epoch
-        loss_sum, token_sum, utt_count = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{config.train.max_epochs}", unit="batch", disable=None,
-                   dynamic_ncols=True, file=sys.stderr)
-        for batch in bar:
-            if not batch["ids"]:
-                continue
-            tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                log_probs, lens = model(batch["wavs"].to(device), batch["wav_lens"].to(device))
-            loss = ctc(log_probs.transpose(0, 1), tokens, lens, token_lens)  # (B, T, V) -> (T, B, V)
-            tokens_in_batch = int(token_lens.sum())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss / tokens_in_batch).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            loss_sum += float(loss.detach())
-            token_sum += tokens_in_batch
-            utt_count += len(batch["ids"])
-            bar.set_postfix(loss=f"{loss_sum / token_sum:.3f}", utt_s=f"{utt_count / (time.time() - started):.1f}",
-                            lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        bar.close()
+        loss_sum, token_sum, utt_count = train_one_epoch(
+            model, train_loader, optimizer, scheduler, scaler, amp_dtype if use_amp else None, config.optim.grad_clip,
+            device, f"epoch {epoch}/{config.train.max_epochs}")
         epoch_seconds = time.time() - started
         train_seconds += epoch_seconds
         dev = evaluate(model, dev_loader, tokenizer, device)

@@ -16,7 +16,7 @@ fi
 . "$_venv/bin/activate"
 if [ ! -f "$_stamp" ] || [ "$_speechrnn_root/pyproject.toml" -nt "$_stamp" ]; then
   python -m pip install --quiet --upgrade pip >/dev/null
-  python -m pip install --quiet -e "$_speechrnn_root[dev,decode]"
+  python -m pip install --quiet -e "$_speechrnn_root[dev]"
   touch "$_stamp"
 fi
 unset _speechrnn_root _venv _stamp
