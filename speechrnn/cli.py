@@ -1,4 +1,4 @@
-"""`speechrnn` command line: train | eval | stats | transcribe | plot."""
+"""`speechrnn` command line: train | eval | stats | transcribe | lm | plot."""
 
 import argparse
 import json
@@ -36,10 +36,7 @@ def cmd_stats(args) -> None:
     tokenizer = Tokenizer.build((u.text for u in utts), config.text)
     loader = make_loader(AudioDataset(utts, tokenizer, config.features.sample_rate), config, False, 0)
 
-    class FrontendOnly:  # compute_cmvn needs only .frontend
-        frontend = Features(config.features)
-
-    mean, std = compute_cmvn(FrontendOnly, loader, torch.device("cpu"))
+    mean, std = compute_cmvn(Features(config.features), loader, torch.device("cpu"))
     atomic_save({"mean": mean, "std": std}, args.output)
     print(f"CMVN statistics of {len(utts)} utterances written to {args.output}", file=sys.stderr)
 
@@ -88,6 +85,12 @@ def cmd_transcribe(args) -> None:
         sys.exit(1)
 
 
+def cmd_lm_build(args) -> None:
+    from . import lm
+
+    print(lm.run(args))
+
+
 def cmd_plot(args) -> None:
     from .plot import plot_training_log
 
@@ -133,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["txt", "jsonl"], default="txt")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     p.set_defaults(run=cmd_transcribe)
+
+    p = commands.add_parser("lm", help="n-gram language models", description="n-gram language models.")
+    lm_commands = p.add_subparsers(dest="lm_command", required=True, metavar="LM_COMMAND")
+    from .lm import build_parser as lm_build_parser
+
+    p = lm_build_parser(lm_commands.add_parser(
+        "build", help="build a modified Kneser-Ney n-gram LM from text, written as ARPA",
+        description="Interpolated modified Kneser-Ney n-gram LM (as KenLM's lmplz), written as ARPA text that "
+                    "the CTC beam decoder loads. Text is taken as it is: normalise it the way the model's "
+                    "tokenizer does (AN4: upper case)."))
+    p.set_defaults(run=cmd_lm_build)
 
     p = commands.add_parser("plot", help="draw training curves from train_log.jsonl to PNG",
                             description="Loss (train, dev) and dev CER/WER per epoch.")

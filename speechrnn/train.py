@@ -20,7 +20,7 @@ from .config import Config, to_dict
 from .data import AudioDataset, BucketBatchSampler, Utterance, collate, load_utterances
 from .decode import greedy_decode
 from .errors import UserError
-from .features import CmvnAccumulator
+from .features import CmvnAccumulator, Features
 from .metrics import error_rates
 from .model import CTCModel, build_speech_model
 from .text import Tokenizer, normalize
@@ -63,13 +63,14 @@ def make_loader(dataset: AudioDataset, config: Config, shuffle: bool, seed: int)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.data.num_workers)
 
 
-def compute_cmvn(model: CTCModel, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    accumulator = CmvnAccumulator(model.frontend.dim)
+def compute_cmvn(frontend: Features, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global mean and std of the front-end's features over every valid frame of `loader`."""
+    accumulator = CmvnAccumulator(frontend.dim)
     with torch.no_grad():
         for batch in tqdm(loader, desc="cmvn stats", unit="batch", disable=None, leave=False):
             if not batch["ids"]:
                 continue
-            feats, lens = model.frontend.raw(batch["wavs"].to(device), batch["wav_lens"].to(device))
+            feats, lens = frontend.raw(batch["wavs"].to(device), batch["wav_lens"].to(device))
             accumulator.add(feats.cpu(), lens.cpu())
     return accumulator.result()
 
@@ -204,7 +205,7 @@ def train(config: Config, resume: bool = False) -> TrainResult:
             stats = torch.load(config.data.cmvn, map_location="cpu", weights_only=True)
             model.frontend.set_cmvn(stats["mean"], stats["std"])
         else:
-            model.frontend.set_cmvn(*compute_cmvn(model, make_loader(
+            model.frontend.set_cmvn(*compute_cmvn(model.frontend, make_loader(
                 AudioDataset(train_utts, tokenizer, sample_rate), config, False, 0), device))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
