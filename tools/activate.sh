@@ -15,8 +15,13 @@ fi
 # shellcheck disable=SC1091
 . "$_venv/bin/activate"
 if [ ! -f "$_stamp" ] || [ "$_speechrnn_root/pyproject.toml" -nt "$_stamp" ]; then
-  python -m pip install --quiet --upgrade pip >/dev/null
-  python -m pip install --quiet -e "$_speechrnn_root[dev]"
+  # pip's own chatter goes to a log; it is shown only when the install fails.
+  if ! { python -m pip install --upgrade pip && python -m pip install -e "$_speechrnn_root[dev]"; } \
+       >"$_venv/install.log" 2>&1; then
+    tail -n 30 "$_venv/install.log" >&2
+    echo "error: installing speechrnn into $_venv failed (full log: $_venv/install.log)" >&2
+    return 1
+  fi
   touch "$_stamp"
 fi
 unset _speechrnn_root _venv _stamp
