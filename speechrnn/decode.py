@@ -1,6 +1,40 @@
-"""Decoding CTC log-probs to text."""
+"""Decoding CTC log-probs to text: greedy best path, and beam search with flashlight-text.
 
+Beam search uses torchaudio's `ctc_decoder` (flashlight-text's LexiconDecoder / LexiconFreeDecoder, KenLM
+for the n-gram LM), driven with our tokenizer's symbols:
+
+* flashlight needs a word-boundary ("silence") token. Ours is the space ' ', a normal token of char
+  tokenizers; flashlight sees it under the name "|" (`lm.SPACE`, which is also what a char ARPA model
+  from `speechrnn.lm` uses for the space). The CTC blank keeps its name "<blank>". Token ids are ours.
+* lexicon-free (config.lexicon None): any token sequence; an optional LM must be a token-level (char) LM,
+  as flashlight scores every emitted token with it (`speechrnn lm build --unit char`). A word LM is refused.
+* lexicon (config.lexicon a file, see `write_lexicon`): only words of the lexicon, spelled `c h a r s |`;
+  an optional word LM scores each word. A lexicon word missing from the LM gets the LM's <unk> score.
+  Our models never emit a space after the last word, so one extra frame holding only "|" is appended to
+  each utterance in this mode: it lets the last word end (log-prob 0, so scores are unchanged).
+
+LM scores are KenLM's log10 probabilities (acoustic scores are natural logs); lm_weight multiplies them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
 import torch
+
+from .errors import UserError
+from .lm import BOS, EOS, SPACE, UNK
+from .text import BLANK, Tokenizer, normalize
+
+BAR = "<bar>"  # flashlight's name for a literal "|" character of a tokenizer, since "|" means the space
 
 
 def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[int]]:
@@ -11,3 +45,331 @@ def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[int]
         path = torch.unique_consecutive(row[:length])
         results.append([int(t) for t in path if t != 0])
     return results
+
+
+# ------------------------------------------------------------------------------------------------- beam search
+
+
+@dataclass
+class BeamConfig:
+    """Beam search settings; the names are those of torchaudio.models.decoder.ctc_decoder."""
+
+    beam_size: int = 50  # hypotheses kept after each frame
+    beam_size_token: int | None = None  # tokens tried per frame (the best ones); None: all
+    beam_threshold: float = 25.0  # drop hypotheses scoring this much below the best one
+    lm: str | None = None  # ARPA (or KenLM binary) file; None: no LM
+    lm_weight: float = 0.5  # multiplies the LM's log10 probabilities
+    word_score: float = 0.0  # added per word (lexicon mode only)
+    unk_score: float = float("-inf")  # added per out-of-lexicon word (lexicon mode); -inf: none allowed
+    sil_score: float = 0.0  # added per word-boundary token ("|", our space)
+    lexicon: str | None = None  # lexicon file (write_lexicon); None: lexicon-free decoding
+    nbest: int = 1  # hypotheses returned per utterance
+    log_add: bool = False  # merge equal hypotheses by log-add (True) or max (False)
+
+
+@dataclass
+class Hypothesis:
+    text: str  # normalised text, words separated by single spaces
+    score: float  # total: acoustic + lm_weight * LM + word/sil scores
+    tokens: list[int]  # our token ids, repeats merged and blanks dropped (spaces kept)
+    timesteps: list[int]  # the frame where each of `tokens` is first emitted
+    words: list[str] = field(default_factory=list)  # the words of `text`
+    am_score: float = 0.0  # acoustic part of `score` (sum of log-probs along the path)
+    lm_score: float = 0.0  # LM part of `score` before lm_weight (log10)
+
+
+def flashlight_tokens(tokenizer: Tokenizer) -> list[str]:
+    """Our symbols under the names flashlight sees: ' ' -> '|', a literal '|' -> '<bar>'; ids unchanged.
+    A tokenizer without a space gets a '|' appended (id len(tokenizer)), which the decoder never emits."""
+    if BAR in tokenizer.index:
+        raise UserError(f"the tokenizer has the symbol {BAR!r}, which beam search reserves for '|'")
+    names = [SPACE if s == " " else BAR if s == SPACE else s for s in tokenizer.symbols]
+    return names if " " in tokenizer.index else names + [SPACE]
+
+
+def write_lexicon(words: Iterable[str], tokenizer: Tokenizer, path: str | Path) -> tuple[int, int]:
+    """Write a flashlight lexicon for `tokenizer`: one `WORD<TAB>W O R D |` line per distinct word.
+
+    Words are normalised as transcripts are (tokenizer.config). Words whose characters are not all tokens of
+    the tokenizer (or that normalise to nothing or to several words) are skipped, with one warning.
+    Returns (words written, words skipped).
+    """
+    names = flashlight_tokens(tokenizer)
+    written: dict[str, None] = {}
+    skipped: dict[str, None] = {}
+    for word in words:
+        norm = normalize(word, tokenizer.config)
+        if norm and " " not in norm and all(c in tokenizer.index for c in norm):
+            written.setdefault(norm, None)
+        elif word.strip():
+            skipped.setdefault(word.strip(), None)
+    if not written:
+        raise UserError(f"{path}: no word of the list can be spelled with the tokenizer's symbols; lexicon not written")
+    lines = [f"{w}\t{' '.join(names[tokenizer.index[c]] for c in w)} {SPACE}\n" for w in written]
+    Path(path).write_text("".join(lines), encoding="utf-8")
+    if skipped:
+        shown = ", ".join(repr(w) for w in itertools.islice(skipped, 5))
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        print(f"warning: {path}: {len(skipped)} word(s) left out of the lexicon, with characters the tokenizer "
+              f"lacks: {shown}{more}", file=sys.stderr)
+    return len(written), len(skipped)
+
+
+class BeamDecoder:
+    """CTC beam search over log-probs with our tokenizer: lexicon-free or lexicon-constrained, optional LM.
+
+    workers > 1 decodes the utterances of a batch in that many processes (flashlight holds the GIL, so
+    threads do not run in parallel); results come back in input order and equal the serial ones. The pool
+    is started on first use and kept: call close() (or use `with`) when done.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, config: BeamConfig | None = None, workers: int = 1):
+        self.tokenizer = tokenizer
+        self.config = config = config or BeamConfig()
+        self.workers = max(1, int(workers))
+        self.names = flashlight_tokens(tokenizer)
+        self.space_id = tokenizer.index.get(" ", len(tokenizer))  # "|": ours, or the appended column
+        self.padded = " " not in tokenizer.index
+        if config.nbest < 1 or config.beam_size < 1:
+            raise UserError(f"nbest and beam_size must be at least 1 (got {config.nbest} and {config.beam_size})")
+        if config.lexicon is not None:
+            check_lexicon(config.lexicon, self.names)
+        if config.lm is not None:
+            check_lm(config.lm, config.lexicon is not None, self.names)
+        self._settings = (self.names, asdict(config))
+        self._decoder = make_decoder(*self._settings)  # loads the LM: bad files fail here, not in a worker
+        self._pool: Executor | None = None
+
+    def decode(self, log_probs: torch.Tensor, lens: torch.Tensor | None = None) -> list[list[Hypothesis]]:
+        """log_probs (B, T, V) CTC log-probabilities (V = len(tokenizer)), lens (B,) valid frames (None: all T).
+        Returns, per utterance, up to config.nbest hypotheses, best first."""
+        emissions = self._emissions(log_probs, lens)
+        if self.workers > 1 and len(emissions) > 1:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=_mp_context(), initializer=_init_worker,
+                                                 initargs=self._settings)
+            chunk = max(1, len(emissions) // (4 * self.workers))
+            raw = list(self._pool.map(_decode_in_worker, emissions, chunksize=chunk))
+        else:
+            raw = [run_decoder(self._decoder, e) for e in emissions]
+        return [[self._hypothesis(r, len(e) - self._extra_frames) for r in results]
+                for e, results in zip(emissions, raw)]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> "BeamDecoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False)
+
+    @property
+    def _extra_frames(self) -> int:
+        return 1 if self.config.lexicon is not None else 0
+
+    def _emissions(self, log_probs: torch.Tensor, lens: torch.Tensor | None) -> list[np.ndarray]:
+        """Validate the batch; one contiguous float32 (T_i [+1], V [+1]) array per utterance."""
+        if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
+            shape = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs).__name__
+            raise UserError(f"beam search needs log-probs shaped (batch, frames, vocabulary), got {shape}")
+        batch, frames, vocab = log_probs.shape
+        if batch == 0 or frames == 0:
+            raise UserError(f"beam search got empty log-probs (batch {batch}, frames {frames}); nothing to decode")
+        if vocab != len(self.tokenizer):
+            raise UserError(f"the log-probs have {vocab} classes but the tokenizer has {len(self.tokenizer)} symbols; "
+                            f"decode with the tokenizer of the model that produced them")
+        lens_list = [frames] * batch if lens is None else [int(n) for n in torch.as_tensor(lens).reshape(-1)]
+        if len(lens_list) != batch or any(not 0 <= n <= frames for n in lens_list):
+            raise UserError(f"lens must hold {batch} frame counts between 0 and {frames}, got {lens_list}")
+        data = log_probs.detach().to("cpu", torch.float32)
+        if self.padded:  # a "|" column the model never emits
+            data = torch.cat([data, data.new_full((batch, frames, 1), float("-inf"))], dim=-1)
+        arrays = []
+        for row, n in zip(data, lens_list):
+            rows = row[:n]
+            if self._extra_frames:  # one frame that is surely "|": the last word can end
+                final = rows.new_full((1, rows.shape[1]), float("-inf"))
+                final[0, self.space_id] = 0.0
+                rows = torch.cat([rows, final])
+            arrays.append(np.ascontiguousarray(rows.numpy()))
+        return arrays
+
+    def _hypothesis(self, raw: tuple, frames: int) -> Hypothesis:
+        score, am_score, lm_score, path, words = raw
+        tokens, timesteps = [], []
+        previous = None
+        for t, token in enumerate(path[1:frames + 1]):  # path[0] is the start state, path[t + 1] frame t
+            if token != previous and token != 0:
+                tokens.append(token)
+                timesteps.append(t)
+            previous = token
+        if self.config.lexicon is None:
+            text = self.tokenizer.decode(tokens)
+            words = text.split()
+        else:
+            text = " ".join(words)
+        return Hypothesis(text=text, score=score, tokens=tokens, timesteps=timesteps, words=list(words),
+                          am_score=am_score, lm_score=lm_score)
+
+
+def make_decoder(names: list[str], config: dict):
+    """torchaudio's flashlight CTCDecoder for flashlight token names and BeamConfig fields (as a dict)."""
+    from torchaudio.models.decoder import ctc_decoder
+
+    try:
+        with _quiet_stderr():  # KenLM draws a progress bar on stderr while it reads an ARPA file
+            lm = config["lm"]
+            if lm is not None and config["lexicon"] is None:
+                # The token LM must see token i as LM word i. Given a path, ctc_decoder maps the LM through a
+                # word dictionary of the tokens in hash order (not token order), so it scores the wrong tokens
+                # (fairseq fixed the same bug, facebookresearch/fairseq#5109). Load it here, in token order.
+                lm = _kenlm(lm, names)
+            return ctc_decoder(
+                lexicon=config["lexicon"], tokens=names, lm=lm, nbest=config["nbest"],
+                beam_size=config["beam_size"], beam_size_token=config["beam_size_token"],
+                beam_threshold=config["beam_threshold"], lm_weight=config["lm_weight"],
+                word_score=config["word_score"], unk_score=config["unk_score"], sil_score=config["sil_score"],
+                log_add=config["log_add"], blank_token=BLANK, sil_token=SPACE, unk_word=UNK,
+            )
+    except (RuntimeError, ValueError) as err:  # KenLM's and the lexicon loader's errors
+        what = f"{config['lm']}: the language model" if config["lm"] else f"{config['lexicon']}: the lexicon"
+        message = " ".join(str(err).split())
+        raise UserError(f"{what} could not be loaded: {message}") from None
+
+
+def _kenlm(path: str, names: list[str]):
+    """flashlight's KenLM with user index i = names[i]."""
+    from flashlight.lib.text.dictionary import Dictionary
+
+    try:
+        from flashlight.lib.text.decoder.kenlm import KenLM
+    except ImportError:
+        from flashlight.lib.text.decoder import KenLM
+    return KenLM(path, Dictionary(names))
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null for the duration (C++ code writes there, not to sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def run_decoder(decoder, emissions: np.ndarray) -> list[tuple]:
+    """Decode one utterance: [(score, am score, lm score, per-frame token path, words)] best first.
+
+    The path has len(emissions) + 2 entries: the start state, one token per frame, the end state."""
+    results = decoder.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
+    return [(r.score, r.emittingModelScore, r.lmScore, list(r.tokens),
+             [decoder.word_dict.get_entry(w) for w in r.words if w >= 0] if decoder.word_dict is not None else [])
+            for r in results[:decoder.nbest]]
+
+
+_worker_decoder = None
+
+
+def _init_worker(names: list[str], config: dict) -> None:
+    global _worker_decoder
+    _worker_decoder = make_decoder(names, config)
+
+
+def _decode_in_worker(emissions: np.ndarray) -> list[tuple]:
+    return run_decoder(_worker_decoder, emissions)
+
+
+def _mp_context():
+    import multiprocessing
+
+    # fork starts a worker in milliseconds (spawn re-imports torch: seconds); the workers call no torch code
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+
+
+# ------------------------------------------------------------------------------------------------- checks
+
+
+def check_lexicon(path: str | Path, names: list[str]) -> int:
+    """Fail with one line if the lexicon file is missing, empty, or spells a word with an unknown token."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: lexicon file not found (write one with speechrnn.decode.write_lexicon)")
+    known = set(names)
+    count = 0
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise UserError(f"{path}:{number}: {line.strip()!r} has no spelling; lines are 'WORD<TAB>W O R D |'")
+            unknown = [t for t in fields[1:] if t not in known]
+            if unknown:
+                raise UserError(f"{path}:{number}: the spelling of {fields[0]!r} uses {unknown[0]!r}, which is not a "
+                                f"token of the model; rewrite the lexicon with write_lexicon")
+            count += 1
+    if not count:
+        raise UserError(f"{path}: the lexicon is empty")
+    return count
+
+
+def check_lm(path: str | Path, with_lexicon: bool, names: list[str]) -> None:
+    """Fail with one line if the LM file is missing, or an ARPA model of the wrong unit for the mode:
+    lexicon-free decoding needs a token (char) LM, lexicon decoding a word LM."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: language model file not found (build one with `speechrnn lm build`)")
+    units = arpa_unigrams(path)
+    if units is None:  # not ARPA text (a KenLM binary): KenLM checks it
+        return
+    units -= {BOS, EOS, UNK}
+    tokens = set(names)
+    outside = units - tokens
+    if not with_lexicon and len(outside) > len(units) / 2:
+        example = sorted(outside, key=len)[-1]
+        if len(example) == 1:
+            raise UserError(f"{path}: most characters of the LM (e.g. {example!r}) are not tokens of the model; "
+                            f"build it from text normalised as the model's transcripts are (e.g. the case)")
+        raise UserError(f"{path}: a word LM (e.g. {example!r}) cannot score lexicon-free decoding, which needs a "
+                        f"character LM (speechrnn lm build --unit char); or give a lexicon")
+    if with_lexicon and SPACE in units and not outside - {SPACE}:
+        raise UserError(f"{path}: a character LM (it has {SPACE!r}) cannot score lexicon decoding, which needs a "
+                        f"word LM (speechrnn lm build --unit word); or decode without a lexicon")
+
+
+def arpa_unigrams(path: Path) -> set[str] | None:
+    """The unigram words of an ARPA file, or None when the file is not ARPA text."""
+    with open(path, "rb") as head:
+        if b"\\data\\" not in head.read(1 << 16):  # a KenLM binary (or not an LM at all)
+            return None
+    units: set[str] = set()
+    section = None  # None before the \data\ line, then the header line of the current section
+    try:
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                line = line.strip()
+                if section is None:
+                    section = line if line == "\\data\\" else None
+                elif line.startswith("\\"):
+                    if section == "\\1-grams:":
+                        break
+                    section = line
+                elif section == "\\1-grams:" and line:
+                    fields = line.split()
+                    if len(fields) >= 2:
+                        units.add(fields[1])
+    except UnicodeDecodeError:
+        return None
+    return units if section is not None else None
