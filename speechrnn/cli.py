@@ -57,7 +57,13 @@ def cmd_eval(args) -> None:
     config.data.num_workers = 0
     loader = make_loader(AudioDataset(utts, tokenizer, config.features.sample_rate), config, False, 0)
     tokenizer.report_unknown(args.manifest)
-    result = evaluate(model, loader, tokenizer, device)
+    beam = None
+    if args.beam:
+        from .decode import BeamConfig, BeamDecoder
+
+        beam = BeamDecoder(tokenizer, BeamConfig(beam_size=args.beam, lm=args.lm, lexicon=args.lexicon,
+                                                 lm_weight=args.lm_weight, word_score=args.word_score))
+    result = evaluate(model, loader, tokenizer, device, beam)
     name = args.name or Path(args.manifest).stem
     rates = write_report(args.out, name, result["ids"], result["refs"], result["hyps"])
     missing = len(utts) - len(result["ids"])
@@ -127,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="report name (default: the manifest's file name)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--beam", type=int, default=0, metavar="N",
+                   help="beam search with N hypotheses (flashlight-text) instead of greedy decoding")
+    p.add_argument("--lexicon", help="with --beam: lexicon file (WORD<TAB>c h a r s |), words outside it are never output")
+    p.add_argument("--lm", help="with --beam: ARPA n-gram LM (`speechrnn lm build`); a word LM needs --lexicon, "
+                                "a char LM (--unit char) must go without")
+    p.add_argument("--lm-weight", type=float, default=0.5, help="with --lm: weight of the LM's log10 scores (0.5)")
+    p.add_argument("--word-score", type=float, default=0.0, help="with --lexicon: score added per word (0)")
     p.set_defaults(run=cmd_eval)
 
     p = commands.add_parser("transcribe", help="transcribe audio files",

@@ -76,8 +76,9 @@ def compute_cmvn(frontend: Features, loader: DataLoader, device: torch.device) -
 
 
 @torch.no_grad()
-def evaluate(model: CTCModel, loader: DataLoader, tokenizer: Tokenizer, device: torch.device) -> dict:
-    """Greedy-decode a loader. Returns ids, refs (normalised), hyps, mean CTC loss and the error rates."""
+def evaluate(model: CTCModel, loader: DataLoader, tokenizer: Tokenizer, device: torch.device, beam=None) -> dict:
+    """Decode a loader greedily, or with `beam` (a decode.BeamDecoder). Returns ids, refs (normalised), hyps,
+    mean CTC loss and the error rates."""
     model.eval()
     ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
     ids, refs, hyps, loss_sum, token_count = [], [], [], 0.0, 0
@@ -89,7 +90,10 @@ def evaluate(model: CTCModel, loader: DataLoader, tokenizer: Tokenizer, device: 
         token_count += int(batch["token_lens"].sum())
         ids += batch["ids"]
         refs += [normalize(t, tokenizer.config) for t in batch["texts"]]
-        hyps += [tokenizer.decode(seq) for seq in greedy_decode(log_probs, lens)]
+        if beam is None:
+            hyps += [tokenizer.decode(seq) for seq in greedy_decode(log_probs, lens)]
+        else:
+            hyps += [nbest[0].text for nbest in beam.decode(log_probs.cpu(), lens.cpu())]
     return {"ids": ids, "refs": refs, "hyps": hyps, "loss": loss_sum / max(token_count, 1),
             "rates": error_rates(refs, hyps)}
 

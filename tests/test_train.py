@@ -63,6 +63,14 @@ def test_an4_training_steps_lower_the_loss(an4_small, tmp_path):
     assert summary["cer"] == pytest.approx(best["dev_cer"], abs=1e-9)
     assert len((tmp_path / "decode" / "dev.per_utt.jsonl").read_text().splitlines()) == 8
 
+    # The same bundle decodes with beam search through the CLI.
+    run = subprocess.run([sys.executable, "-m", "speechrnn", "eval", str(result.bundle), str(an4_small / "small_dev.jsonl"),
+                          "--out", str(tmp_path / "decode"), "--name", "dev_beam", "--beam", "8"],
+                         env=ENV, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    beam_summary = json.loads((tmp_path / "decode" / "dev_beam.summary.json").read_text())
+    assert beam_summary["utterances"] == 8 and beam_summary["cer"] <= 1.0
+
     png = subprocess.run([sys.executable, "-m", "speechrnn", "plot", str(tmp_path / "train_log.jsonl")],
                          env=ENV, capture_output=True, text=True)
     assert png.returncode == 0, png.stderr
