@@ -97,6 +97,18 @@ def cmd_lm_build(args) -> None:
     print(lm.run(args))
 
 
+def cmd_lm_lexicon(args) -> None:
+    from .bundle import load_bundle
+    from .decode import write_lexicon
+    from .lm import read_sentences
+    from .text import Tokenizer
+
+    tokenizer = Tokenizer.from_dict(load_bundle(args.bundle)["tokenizer"])
+    words = [word for sentence in read_sentences(args.text) for word in sentence.split()]
+    written, skipped = write_lexicon(words, tokenizer, args.output)
+    print(f"wrote {args.output}: {written} words spelled with {args.bundle}'s characters ({skipped} left out)")
+
+
 def cmd_plot(args) -> None:
     from .plot import plot_training_log
 
@@ -160,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "the CTC beam decoder loads. Text is taken as it is: normalise it the way the model's "
                     "tokenizer does (AN4: upper case)."))
     p.set_defaults(run=cmd_lm_build)
+    p = lm_commands.add_parser("lexicon", help="write the lexicon of a text's words for `eval --beam --lexicon`",
+                               description="One line per distinct word, spelled with the model's characters "
+                                           "(flashlight's WORD<TAB>W O R D | format).")
+    p.add_argument("bundle", help="model bundle whose characters spell the words")
+    p.add_argument("text", help="text file (one sentence per line) or JSONL manifest (.jsonl) with \"text\"")
+    p.add_argument("-o", "--output", required=True, help="lexicon file to write")
+    p.set_defaults(run=cmd_lm_lexicon)
 
     p = commands.add_parser("plot", help="draw training curves from train_log.jsonl to PNG",
                             description="Loss (train, dev) and dev CER/WER per epoch.")

@@ -63,13 +63,17 @@ def test_an4_training_steps_lower_the_loss(an4_small, tmp_path):
     assert summary["cer"] == pytest.approx(best["dev_cer"], abs=1e-9)
     assert len((tmp_path / "decode" / "dev.per_utt.jsonl").read_text().splitlines()) == 8
 
-    # The same bundle decodes with beam search through the CLI.
-    run = subprocess.run([sys.executable, "-m", "speechrnn", "eval", str(result.bundle), str(an4_small / "small_dev.jsonl"),
-                          "--out", str(tmp_path / "decode"), "--name", "dev_beam", "--beam", "8"],
-                         env=ENV, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    beam_summary = json.loads((tmp_path / "decode" / "dev_beam.summary.json").read_text())
-    assert beam_summary["utterances"] == 8 and beam_summary["cer"] <= 1.0
+    # The same bundle decodes with beam search, a lexicon and a word LM of the training text, through the CLI.
+    for command in (["lm", "build", str(an4_small / "small_train.jsonl"), "-o", str(tmp_path / "w.arpa"), "--order", "2"],
+                    ["lm", "lexicon", str(result.bundle), str(an4_small / "small_train.jsonl"), "-o", str(tmp_path / "w.lex")],
+                    ["eval", str(result.bundle), str(an4_small / "small_dev.jsonl"), "--out", str(tmp_path / "decode"),
+                     "--name", "dev_beam", "--beam", "8", "--lexicon", str(tmp_path / "w.lex"), "--lm", str(tmp_path / "w.arpa")]):
+        run = subprocess.run([sys.executable, "-m", "speechrnn", *command], env=ENV, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    lexicon_words = {line.split("\t")[0] for line in (tmp_path / "w.lex").read_text().splitlines()}
+    beam_hyps = [json.loads(line)["hyp"] for line in (tmp_path / "decode" / "dev_beam.per_utt.jsonl").read_text().splitlines()]
+    assert len(beam_hyps) == 8
+    assert all(word in lexicon_words for hyp in beam_hyps for word in hyp.split())  # nothing outside the lexicon
 
     png = subprocess.run([sys.executable, "-m", "speechrnn", "plot", str(tmp_path / "train_log.jsonl")],
                          env=ENV, capture_output=True, text=True)
