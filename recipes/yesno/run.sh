@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # yesno (openslr 1): 60 files of 8 spoken YES/NO words; train on the first 30, test on the other 30.
-# Stages: 0 data check, 1 manifests, 2 train, 3 decode, 4 score (each skipped when its output exists).
+# Stages: 0 data check, 1 manifests, 2 train, 3 decode (greedy, and beam search over the lexicon of the training
+# words), 4 score. Each stage is skipped when its output exists.
 # Usage: recipes/yesno/run.sh [--stage N] [--stop-stage M] [--conf F] [--tag NAME] [--yesno DIR] [key=value ...]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,8 +25,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ ! -f "$exp/model.pt" ]; th
   speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ ! -f "$exp/decode/test.summary.json" ]; then
-  speechrnn eval "$exp/model.pt" exp/data/test.jsonl --out "$exp/decode" --name test
+  # Greedy, and beam search constrained to the training words (YES, NO): a closed vocabulary, as Kaldi's
+  # yesno grammar is.
+  speechrnn eval "$exp/model.pt" exp/data/test.jsonl --out "$exp/decode" --name test_greedy
+  speechrnn lm lexicon "$exp/model.pt" exp/data/train.jsonl -o "$exp/words.lex"
+  speechrnn eval "$exp/model.pt" exp/data/test.jsonl --out "$exp/decode" --name test --beam 8 --lexicon "$exp/words.lex"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  python -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"yesno test: {s['word_substitutions']+s['word_deletions']+s['word_insertions']} word errors / {s['words']} words (WER {100*s['wer']:.2f} %)\")" "$exp/decode/test.summary.json" | tee "$exp/decode/results.txt"
+  for name in test_greedy test; do
+    python -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"yesno {sys.argv[2]}: {s['word_substitutions']+s['word_deletions']+s['word_insertions']} word errors / {s['words']} words (WER {100*s['wer']:.2f} %)\")" "$exp/decode/$name.summary.json" "$name"
+  done | tee "$exp/decode/results.txt"
 fi
