@@ -34,14 +34,13 @@ KenLM's `lmplz --discount_fallback`.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import ManifestError, UserError
+from .errors import UserError
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 SPACE = "|"  # stands for the space between words in character-level models
@@ -352,21 +351,12 @@ def read_sentences(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: text file not found")
-    sentences = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            if path.suffix != ".jsonl":
-                sentences.append(line.strip())
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{path}:{number}: not a JSON object ({err.msg}); fix or delete the line") from None
-            if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
-                raise ManifestError(f"{path}:{number}: no \"text\" string; each manifest line needs one")
-            sentences.append(entry["text"])
+    if path.suffix == ".jsonl":
+        from .data import read_manifest  # imports torch: only when a manifest is given
+
+        sentences = [str(entry["text"]) for entry in read_manifest(path, fields=("text",))]
+    else:
+        sentences = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not any(s.split() for s in sentences):
         raise UserError(f"{path}: no sentences (the file is empty or blank); the language model needs some text")
     return sentences
