@@ -60,7 +60,7 @@ def log_probs_of(model, tokenizer, config, manifest: Path, batch_size: int = 16)
     refs, rows, lens = [], [], []
     for start in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        out, out_lens = model(batch["wavs"], batch["wav_lens"])
+        out, out_lens = model(batch["inputs"], batch["input_lens"])
         refs += [normalize(t, tokenizer.config) for t in batch["texts"]]
         rows += [out[i, :n] for i, n in enumerate(out_lens.tolist())]
         lens += out_lens.tolist()

@@ -1,4 +1,4 @@
-"""`speechrnn` command line: train | eval | stats | transcribe | lm | plot."""
+"""`speechrnn` command line: train | eval | stats | transcribe | lm | plot | plot-ink."""
 
 import argparse
 import json
@@ -26,25 +26,24 @@ def cmd_stats(args) -> None:
 
     from .bundle import atomic_save
     from .config import load_config
-    from .data import AudioDataset, load_utterances
-    from .features import Features
+    from .data import load_dataset, manifest_texts
+    from .model import build_model
     from .text import Tokenizer
     from .train import compute_cmvn, make_loader
 
     config = load_config(args.config, args.overrides)
-    utts = load_utterances(config.data.train_manifest)
-    tokenizer = Tokenizer.build((u.text for u in utts), config.text)
-    loader = make_loader(AudioDataset(utts, tokenizer, config.features.sample_rate), config, False, 0)
-
-    mean, std = compute_cmvn(Features(config.features), loader, torch.device("cpu"))
+    tokenizer = Tokenizer.build(manifest_texts(config.data.train_manifest), config.text)
+    dataset = load_dataset(config, config.data.train_manifest, tokenizer)
+    frontend = build_model(len(tokenizer), config).frontend
+    mean, std = compute_cmvn(frontend, make_loader(dataset, config, False, 0), torch.device("cpu"))
     atomic_save({"mean": mean, "std": std}, args.output)
-    print(f"CMVN statistics of {len(utts)} utterances written to {args.output}", file=sys.stderr)
+    print(f"CMVN statistics of {len(dataset)} samples written to {args.output}", file=sys.stderr)
 
 
 def cmd_eval(args) -> None:
     import torch
 
-    from .data import AudioDataset, load_utterances
+    from .data import load_dataset, manifest_texts
     from .metrics import write_report
     from .recognizer import load_model
     from .train import evaluate, make_loader, select_device
@@ -53,9 +52,8 @@ def cmd_eval(args) -> None:
     model, tokenizer, config, _ = load_model(args.bundle, device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    utts = load_utterances(args.manifest)
     config.data.num_workers = 0
-    loader = make_loader(AudioDataset(utts, tokenizer, config.features.sample_rate), config, False, 0)
+    loader = make_loader(load_dataset(config, args.manifest, tokenizer), config, False, 0)
     tokenizer.report_unknown(args.manifest)
     beam = None
     if args.beam:
@@ -66,14 +64,13 @@ def cmd_eval(args) -> None:
     result = evaluate(model, loader, tokenizer, device, beam)
     name = args.name or Path(args.manifest).stem
     rates = write_report(args.out, name, result["ids"], result["refs"], result["hyps"])
-    missing = len(utts) - len(result["ids"])
+    missing = len(manifest_texts(args.manifest)) - len(result["ids"])
     print(f"{name}: {rates.summary()}" + (f" ({missing} unreadable utterance(s) not scored)" if missing else ""))
     if missing:
         sys.exit(1)
 
 
 def cmd_transcribe(args) -> None:
-    from .errors import AudioError
     from .recognizer import Recognizer
 
     recognizer = Recognizer.load(args.bundle, device=args.device or "cpu")
@@ -81,7 +78,7 @@ def cmd_transcribe(args) -> None:
     for path in args.inputs:
         try:
             (result,) = recognizer.transcribe([path])
-        except AudioError as err:
+        except UserError as err:  # unreadable audio or ink: reported, and the other files go on
             print(f"error: {err}", file=sys.stderr)
             failed.append(path)
             continue
@@ -113,6 +110,40 @@ def cmd_plot(args) -> None:
     from .plot import plot_training_log
 
     out = plot_training_log(args.log, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def cmd_plot_ink(args) -> None:
+    from .config import Config
+    from .data import INK_FIELDS, read_manifest
+    from .ink import check_ink, load_ink, read_ink
+    from .plot import plot_inks
+
+    inks, names = [], []
+    for path in args.inputs:
+        inks.append(read_ink(path))
+        names.append(Path(path).name)
+    if args.manifest:
+        for entry in read_manifest(args.manifest, INK_FIELDS)[: args.first]:
+            inks.append(load_ink(entry))
+            names.append(entry["id"])
+    if not inks:
+        raise UserError("plot-ink: give ink files and/or --manifest")
+    inks = [check_ink(ink, name) for ink, name in zip(inks, names)]
+    config = Config().ink
+    titles = [f"{name}: \"{ink.text}\"" if ink.text else name for ink, name in zip(inks, names)]
+    if args.bundle:
+        from .recognizer import Recognizer
+
+        recognizer = Recognizer.load(args.bundle)
+        if recognizer.config.modality != "ink":
+            raise UserError(f"{args.bundle}: a {recognizer.config.modality} model, not a handwriting one")
+        config = recognizer.config.ink
+        read = recognizer.transcribe_inks(inks)
+        titles = [f"{title} -> read \"{text}\"" for title, text in zip(titles, read)]
+    elif args.flip_y:
+        config.flip_y = True
+    out = plot_inks(inks, args.output, config, titles)
     print(f"wrote {out}", file=sys.stderr)
 
 
@@ -154,10 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--word-score", type=float, default=0.0, help="with --lexicon: score added per word (0)")
     p.set_defaults(run=cmd_eval)
 
-    p = commands.add_parser("transcribe", help="transcribe audio files",
+    p = commands.add_parser("transcribe", help="transcribe audio or ink files",
                             description="Print one line per file: path<TAB>text (or JSON lines with --format jsonl).")
     p.add_argument("bundle", help="model bundle")
-    p.add_argument("inputs", nargs="+", help="audio files (wav, flac, ogg, mp3, sphere)")
+    p.add_argument("inputs", nargs="+", help="audio files (wav, flac, ogg, mp3, sphere) for a speech bundle; ink "
+                                             "files (.json, .inkml, IAM-OnDB .xml) for a handwriting bundle")
     p.add_argument("--format", choices=["txt", "jsonl"], default="txt")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     p.set_defaults(run=cmd_transcribe)
@@ -185,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log", help="train_log.jsonl written by `speechrnn train`")
     p.add_argument("-o", "--output", help="PNG path (default: next to the log, .png)")
     p.set_defaults(run=cmd_plot)
+
+    p = commands.add_parser("plot-ink", help="draw ink samples as the model sees them (and what it reads) to PNG",
+                            description="One row per sample: the trace as written, and the normalised points "
+                                        "resampled at equal arc length that the features come from (stroke ends "
+                                        "in red). With --bundle, the bundle's ink settings are used and the "
+                                        "recognised text is shown.")
+    p.add_argument("inputs", nargs="*", help="ink files (.json, .inkml, IAM-OnDB .xml)")
+    p.add_argument("--manifest", help="ink manifest (.jsonl); its first --first samples are drawn")
+    p.add_argument("--first", type=int, default=4, help="with --manifest: how many samples (4)")
+    p.add_argument("--bundle", help="handwriting model bundle: use its ink settings and show what it reads")
+    p.add_argument("--flip-y", action="store_true", help="without --bundle: the ink is y-down (screen coordinates)")
+    p.add_argument("-o", "--output", required=True, help="PNG path")
+    p.set_defaults(run=cmd_plot_ink)
     return parser
 
 

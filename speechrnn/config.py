@@ -10,6 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 from .features import FeatureConfig, SpecAugmentConfig
+from .ink import InkFeatureConfig
 from .model import ModelConfig
 from .rnn import RNN_CELLS
 from .text import TextConfig
@@ -20,7 +21,7 @@ class DataConfig:
     train_manifest: str = "???"
     dev_manifest: str = "???"
     cmvn: Optional[str] = None  # file written by `speechrnn stats`; computed at the start of training when unset
-    max_frames: int = 8000  # padded feature frames (10 ms each) per batch
+    max_frames: int = 8000  # padded feature frames per batch (10 ms each for audio, resampled points for ink)
     max_batch_size: int = 256
     num_workers: int = 1  # DataLoader worker processes (0 = load in the training process)
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty = off
@@ -50,9 +51,11 @@ class TrainConfig:
 
 @dataclass
 class Config:
+    modality: str = "audio"  # audio (manifests with audio_filepath) | ink (pen strokes: ink_filepath or inline ink)
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)  # audio front-end
+    ink: InkFeatureConfig = field(default_factory=InkFeatureConfig)  # pen-stroke features and front-end
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     use_specaugment: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -99,6 +102,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), schem
 
 
 CHOICES = {
+    "modality": ["audio", "ink"],
     "model.rnn.cell": sorted(RNN_CELLS),
     "features.kind": ["fbank", "mfcc"],
     "text.case": ["upper", "lower", "keep"],

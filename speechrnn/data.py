@@ -1,4 +1,6 @@
-"""JSONL manifests (NeMo field names), the audio Dataset, padding collate, and a length-bucketing batch sampler."""
+"""JSONL manifests (NeMo field names), the audio and ink Datasets, padding collate, and a length-bucketing batch
+sampler. Both datasets give items {"id", "inputs", "tokens", "text"}: `inputs` is a waveform (N,) for audio and
+pen-stroke features (T, F) for ink; `input_lengths` and `frame_lengths` (for batching) say how long each is."""
 
 import json
 import os
@@ -8,14 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
+from tqdm import tqdm
 
 from .audio import load_audio
 from .errors import AudioError, ManifestError
+from .ink import InkError, InkFeatureConfig, check_ink, featurize, load_ink
 
 AUDIO_FIELDS = ("audio_filepath", "duration", "text")
+INK_FIELDS = ("text",)  # plus "ink" (inline) or "ink_filepath" [+ "ink_index" into an ink store]
 
 
 @dataclass
@@ -82,16 +88,30 @@ class AudioDataset(Dataset):
     (seed, epoch, index), so a resumed run draws what an uninterrupted one would."""
 
     def __init__(self, utterances: list[Utterance], tokenizer, sample_rate: int, speed_factors: list[float] = (),
-                 seed: int = 0):
+                 seed: int = 0, hop_length: int = 160):
         self.utterances = utterances
         self.tokens = [tokenizer.encode(u.text) for u in utterances]
         self.sample_rate = sample_rate
         self.speed_factors = list(speed_factors)
         self.seed = seed
         self.epoch = 0
+        self.texts = [u.text for u in utterances]
+        self.input_lengths = [int(u.duration * sample_rate) for u in utterances]  # samples
+        self.frame_lengths = [n / hop_length for n in self.input_lengths]
 
     def __len__(self) -> int:
         return len(self.utterances)
+
+    def subset(self, keep: list[int]) -> "AudioDataset":
+        kept = AudioDataset([], None, self.sample_rate, self.speed_factors, self.seed)
+        for name in ("utterances", "tokens", "texts", "input_lengths", "frame_lengths"):
+            setattr(kept, name, [getattr(self, name)[i] for i in keep])
+        return kept
+
+    def without_augmentation(self) -> "AudioDataset":
+        plain = self.subset(range(len(self)))
+        plain.speed_factors = []
+        return plain
 
     def __getitem__(self, index: int) -> dict | None:
         utt = self.utterances[index]
@@ -104,23 +124,91 @@ class AudioDataset(Dataset):
             factor = random.Random(f"{self.seed}-{self.epoch}-{index}").choice(self.speed_factors)
             if factor != 1.0:  # read as if recorded at rate * factor: `factor` times faster, pitch shifted too
                 wav = AF.resample(wav, round(self.sample_rate * factor), self.sample_rate)
-        return {"id": utt.id, "wav": wav, "tokens": torch.tensor(self.tokens[index], dtype=torch.long),
+        return {"id": utt.id, "inputs": wav, "tokens": torch.tensor(self.tokens[index], dtype=torch.long),
                 "text": utt.text}
 
 
+class InkDataset(Dataset):
+    """Items hold pen-stroke features (T, F) of `ink.featurize`. Inks that cannot be read or featurised are
+    reported one line each, counted and left out at construction. Features without augmentation are computed
+    once and kept; with `augment`, each item is featurised from an augmented copy drawn from (seed, epoch, index),
+    so a resumed run draws what an uninterrupted one would."""
+
+    def __init__(self, entries: list[dict], tokenizer, config: InkFeatureConfig, augment: bool = False,
+                 seed: int = 0, where: str = "ink"):
+        self.config, self.augment, self.seed, self.epoch = config, augment, seed, 0
+        self.ids, self.texts, self.inks, self.features = [], [], [], []
+        skipped = 0
+        for entry in tqdm(entries, desc=f"features {where}", unit="ink", disable=None, leave=False):
+            try:
+                ink = check_ink(load_ink(entry), f"{where}: entry {entry.get('id', '?')}")
+                features = featurize(ink, config)
+            except InkError as err:
+                print(f"error: {err} (entry {entry.get('id', '?')} skipped)", file=sys.stderr)
+                skipped += 1
+                continue
+            self.ids.append(str(entry["id"]))
+            self.texts.append(str(entry["text"]))
+            self.inks.append(ink if augment else None)
+            self.features.append(torch.from_numpy(features).float())
+        if skipped:
+            print(f"warning: {where}: {skipped} of {len(entries)} ink sample(s) skipped (see the errors above)",
+                  file=sys.stderr)
+        self.tokens = [tokenizer.encode(text) for text in self.texts] if tokenizer else []
+        self.input_lengths = [len(f) for f in self.features]  # resampled points (before augmentation)
+        self.frame_lengths = list(self.input_lengths)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, keep: list[int]) -> "InkDataset":
+        kept = InkDataset([], None, self.config, self.augment, self.seed)
+        for name in ("ids", "texts", "inks", "features", "tokens", "input_lengths", "frame_lengths"):
+            setattr(kept, name, [getattr(self, name)[i] for i in keep])
+        return kept
+
+    def without_augmentation(self) -> "InkDataset":
+        plain = self.subset(range(len(self)))
+        plain.augment = False
+        return plain
+
+    def __getitem__(self, index: int) -> dict:
+        features = self.features[index]
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            features = torch.from_numpy(featurize(self.inks[index], self.config, rng)).float()
+        return {"id": self.ids[index], "inputs": features, "tokens": torch.tensor(self.tokens[index], dtype=torch.long),
+                "text": self.texts[index]}
+
+
+def manifest_texts(path: str | Path) -> list[str]:
+    return [str(e["text"]) for e in read_manifest(path, fields=("text",))]
+
+
+def load_dataset(config, manifest: str | Path, tokenizer, training: bool = False) -> "AudioDataset | InkDataset":
+    """The dataset of a manifest for `config.modality`, with training-time augmentation when `training`."""
+    if config.modality == "ink":
+        return InkDataset(read_manifest(manifest, INK_FIELDS), tokenizer, config.ink,
+                          augment=training and config.ink.augment, seed=config.train.seed, where=str(manifest))
+    features = config.features
+    return AudioDataset(load_utterances(manifest), tokenizer, features.sample_rate,
+                        config.data.speed_perturb if training else (), config.train.seed, features.hop_length)
+
+
 def collate(items: list[dict | None]) -> dict:
-    """Pad waveforms and token ids; drop items whose audio failed to load."""
+    """Pad inputs ((N,) waveforms or (T, F) features) and token ids; drop items that failed to load."""
     items = [item for item in items if item is not None]
-    wav_lens = torch.tensor([len(item["wav"]) for item in items], dtype=torch.long)
-    wavs = torch.zeros(len(items), int(wav_lens.max()) if items else 0)  # (B, N)
+    input_lens = torch.tensor([len(item["inputs"]) for item in items], dtype=torch.long)
+    trailing = items[0]["inputs"].shape[1:] if items else ()
+    inputs = torch.zeros(len(items), int(input_lens.max()) if items else 0, *trailing)  # (B, N) or (B, T, F)
     for row, item in enumerate(items):
-        wavs[row, : len(item["wav"])] = item["wav"]
+        inputs[row, : len(item["inputs"])] = item["inputs"]
     token_lens = torch.tensor([len(item["tokens"]) for item in items], dtype=torch.long)
     tokens = torch.zeros(len(items), int(token_lens.max()) if items else 0, dtype=torch.long)  # (B, L)
     for row, item in enumerate(items):
         tokens[row, : len(item["tokens"])] = item["tokens"]
     return {"ids": [item["id"] for item in items], "texts": [item["text"] for item in items],
-            "wavs": wavs, "wav_lens": wav_lens, "tokens": tokens, "token_lens": token_lens}
+            "inputs": inputs, "input_lens": input_lens, "tokens": tokens, "token_lens": token_lens}
 
 
 class BucketBatchSampler(Sampler[list[int]]):

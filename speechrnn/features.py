@@ -1,5 +1,6 @@
-"""Acoustic features as an nn.Module (runs batched on the model's device): log-mel fbank or MFCC,
-global CMVN from training statistics, and SpecAugment for training."""
+"""Model front-ends as nn.Modules (run batched on the model's device): log-mel fbank or MFCC from waveforms,
+or pen-stroke features (computed by `ink.featurize` in the data loader) stacked into frames; both with global
+CMVN from training statistics. SpecAugment for training."""
 
 from dataclasses import dataclass
 
@@ -30,30 +31,43 @@ class SpecAugmentConfig:
     start_epoch: int = 1  # masking starts at this epoch (CTC leaves its all-blank plateau sooner on clean input)
 
 
-class Features(nn.Module):
+class Cmvn(nn.Module):
+    """Global CMVN buffers (identity until set_cmvn) for a front-end whose raw() gives (B, T, cmvn_dim) features."""
+
+    def __init__(self, cmvn_dim: int):
+        super().__init__()
+        self.register_buffer("cmvn_mean", torch.zeros(cmvn_dim))
+        self.register_buffer("cmvn_std", torch.ones(cmvn_dim))
+
+    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.cmvn_mean.copy_(mean)
+        self.cmvn_std.copy_(std.clamp(min=1e-3))
+
+    def normalize(self, feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        return mask_time((feats - self.cmvn_mean) / self.cmvn_std, lens)
+
+
+class Features(Cmvn):
     """Waveforms (B, N) + lengths -> normalised features (B, T, F) + lengths, zero past each length."""
 
     def __init__(self, config: FeatureConfig):
-        super().__init__()
+        dim = {"fbank": config.n_mels, "mfcc": config.n_mfcc}.get(config.kind)
+        if dim is None:
+            raise ValueError(f"features.kind={config.kind!r} is not one of: fbank, mfcc")
+        super().__init__(dim)
+        self.dim = dim
         self.config = config
         if config.kind == "fbank":
             self.transform = torchaudio.transforms.MelSpectrogram(
                 sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
                 n_mels=config.n_mels, power=2.0, center=True, pad_mode="constant",
             )
-            self.dim = config.n_mels
-        elif config.kind == "mfcc":
+        else:
             self.transform = torchaudio.transforms.MFCC(
                 sample_rate=config.sample_rate, n_mfcc=config.n_mfcc, log_mels=False,
                 melkwargs=dict(n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
                                center=True, pad_mode="constant", mel_scale="slaney", norm="slaney"),
             )
-            self.dim = config.n_mfcc
-        else:
-            raise ValueError(f"features.kind={config.kind!r} is not one of: fbank, mfcc")
-        # Global CMVN from the training set; identity until set_cmvn() is called.
-        self.register_buffer("cmvn_mean", torch.zeros(self.dim))
-        self.register_buffer("cmvn_std", torch.ones(self.dim))
 
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         return num_samples // self.config.hop_length + 1  # center=True framing
@@ -73,12 +87,32 @@ class Features(nn.Module):
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, lens = self.raw(wav, wav_lens)
-        feats = (feats - self.cmvn_mean) / self.cmvn_std
-        return mask_time(feats, lens), lens
+        return self.normalize(feats, lens), lens
 
-    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.cmvn_mean.copy_(mean)
-        self.cmvn_std.copy_(std.clamp(min=1e-3))
+
+class StrokeFrames(Cmvn):
+    """Pen-stroke features (B, T, F) per resampled point -> CMVN -> `stack` consecutive points concatenated into
+    one frame (B, ceil(T / stack), stack * F). Stacking shortens the sequence the RNN runs over; the zero padding
+    of the last group is what the utterance alone would get, so batching stays exact."""
+
+    def __init__(self, num_features: int, stack: int = 1):
+        super().__init__(num_features)
+        self.stack = stack
+        self.dim = num_features * stack
+
+    def num_frames(self, num_points: torch.Tensor) -> torch.Tensor:
+        return (num_points + self.stack - 1) // self.stack
+
+    def raw(self, feats: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return feats.float(), lens
+
+    def forward(self, feats: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.normalize(feats.float(), lens)
+        batch, points, dim = feats.shape
+        frames = (points + self.stack - 1) // self.stack
+        feats = nn.functional.pad(feats, (0, 0, 0, frames * self.stack - points))  # (B, T, F) -> (B, frames*stack, F)
+        feats = feats.reshape(batch, frames, self.stack * dim)  # -> (B, frames, stack*F)
+        return feats, self.num_frames(lens)
 
 
 def mask_time(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:

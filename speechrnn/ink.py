@@ -492,6 +492,19 @@ def read_json(path: str | Path) -> Ink:
     return ink_from_dict(data, str(path))
 
 
+INK_READERS = {".json": read_json, ".inkml": read_inkml, ".xml": read_iam_ondb}
+
+
+def read_ink(path: str | Path) -> Ink:
+    """One ink file, read by its extension: .json (this toolkit's form), .inkml (W3C), .xml (IAM-OnDB lineStrokes)."""
+    reader = INK_READERS.get(Path(path).suffix.lower())
+    if reader is None:
+        raise InkError(f"{path}: unknown ink file type; expected one of {', '.join(INK_READERS)}")
+    if not Path(path).is_file():
+        raise InkError(f"{path}: file not found")
+    return reader(path)
+
+
 def ink_from_dict(data, where: str) -> Ink:
     if not isinstance(data, dict) or not isinstance(data.get("strokes"), list):
         raise InkError(f"{where}: expected an object with a \"strokes\" list")
@@ -726,6 +739,7 @@ class InkFeatureConfig:
     spacing: float = DEFAULT_SPACING  # resampling step, in normalised heights
     use_time: bool = False  # add the dt feature (needs a time channel)
     flip_y: bool = False  # true for y-down sources (IAM-OnDB, most InkML); UNIPEN is y-up
+    stack: int = 1  # consecutive points concatenated into one frame by the model's front-end (features.StrokeFrames)
     augment: bool = False  # apply `augment` to training inks
     aug_scale: float = 0.15  # std of the log aspect-ratio change (x stretched, y squeezed or vice versa)
     aug_shear: float = 0.25  # slant change: x += U(-s, s) * y
@@ -742,7 +756,8 @@ def augment(ink: Ink, rng: np.random.Generator, config: InkFeatureConfig | None 
     """A randomly distorted copy of `ink`, deterministic given `rng`'s state: horizontal gaps between strokes
     widened or narrowed (delayed strokes such as i-dots move with the ink they sit on), then a random affine
     (aspect ratio, slant, small rotation) about the writing's centre, then per-point jitter. Strengths (in units
-    of the writing's height) come from `config`; zero turns one off. Time is unchanged."""
+    of the writing's height) come from `config`; zero turns one off. With jitter, strokes come back resampled at
+    half of `config.spacing` (time interpolated)."""
     config = config or InkFeatureConfig()
     strokes = _stroke_list(ink)
     if not strokes:
@@ -774,10 +789,13 @@ def augment(ink: Ink, rng: np.random.Generator, config: InkFeatureConfig | None 
     matrix = np.array([[c, -s], [s, c]]) @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([aspect, 1.0 / aspect])
     out = []
     for stroke, p in zip(strokes, xy):
-        p = (p - centre) @ matrix.T + centre
+        stroke = np.column_stack([(p - centre) @ matrix.T + centre, stroke[:, 2:]])
         if config.aug_jitter > 0:
-            p = p + rng.normal(0.0, config.aug_jitter * height, size=p.shape)
-        out.append(np.column_stack([p, stroke[:, 2:]]))
+            # jitter points half a resampling step apart: jittering the tablet's dense raw points would lengthen
+            # the pen path, and with it the resampled sequence, up to twice
+            stroke = _resample_stroke(stroke, 0.5 * config.spacing * height)
+            stroke[:, :2] += rng.normal(0.0, config.aug_jitter * height, size=(len(stroke), 2))
+        out.append(stroke)
     return Ink(out, ink.text)
 
 

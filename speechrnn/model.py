@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig, mask_time
+from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig, StrokeFrames, mask_time
 from .rnn import RNNConfig, StackedRNN
 
 
@@ -98,3 +98,12 @@ class CTCModel(nn.Module):
 def build_speech_model(vocab_size: int, model: ModelConfig, features: FeatureConfig,
                        specaugment: SpecAugmentConfig | None) -> CTCModel:
     return CTCModel(vocab_size, model, Features(features), SpecAugment(specaugment) if specaugment else None)
+
+
+def build_model(vocab_size: int, config, training: bool = False) -> CTCModel:
+    """The CTC model a `config.Config` describes: audio front-end (+ SpecAugment when `training` and
+    config.use_specaugment) or pen-stroke frames for config.modality == "ink"."""
+    if config.modality == "ink":
+        return CTCModel(vocab_size, config.model, StrokeFrames(config.ink.num_features, config.ink.stack))
+    specaugment = config.specaugment if training and config.use_specaugment else None
+    return build_speech_model(vocab_size, config.model, config.features, specaugment)

@@ -1,7 +1,9 @@
-"""Pictures: training curves from the JSONL epoch log."""
+"""Pictures: training curves from the JSONL epoch log, and ink samples as the model sees them."""
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from .errors import UserError
 
@@ -33,6 +35,45 @@ def plot_training_log(log_path: str | Path, output: str | Path | None = None) ->
         ax.grid(alpha=0.3)
     fig.tight_layout()
     output = Path(output) if output else log_path.with_suffix(".png")
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
+    return output
+
+
+def plot_inks(inks: list, output: str | Path, config=None, titles: list[str] | None = None) -> Path:
+    """One row per ink: the pen trace as written, and the normalised points resampled at equal arc length that the
+    features are computed from (stroke ends, where the pen-up flag is set, in red), titled with `titles`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .ink import InkFeatureConfig, normalize, resample
+
+    config = config or InkFeatureConfig()
+    fig, axes = plt.subplots(len(inks), 2, figsize=(11, 2.2 * len(inks)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.4]})
+    for row, ink in enumerate(inks):
+        raw_ax, model_ax = axes[row]
+        sign = -1.0 if config.flip_y else 1.0  # draw y-up
+        for stroke in ink.strokes:
+            stroke = np.asarray(stroke)
+            if len(stroke):
+                raw_ax.plot(stroke[:, 0], sign * stroke[:, 1], "k-", linewidth=1)
+        points = resample(normalize(ink, config.flip_y), config.spacing)
+        for stroke in points.strokes:
+            model_ax.plot(stroke[:, 0], stroke[:, 1], "-", color="0.8", linewidth=0.8)
+            model_ax.scatter(stroke[:, 0], stroke[:, 1], s=4, c=np.arange(len(stroke)), cmap="viridis")
+            model_ax.scatter(stroke[-1:, 0], stroke[-1:, 1], s=14, c="red")
+        raw_ax.set_title(f"as written ({ink.num_points} points)", fontsize=9)
+        model_ax.set_title(f"{titles[row] if titles else ''}  [{sum(len(s) for s in points.strokes)} resampled points]",
+                           fontsize=9)
+        for ax in (raw_ax, model_ax):
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    output = Path(output)
     fig.savefig(output, dpi=100)
     plt.close(fig)
     return output

@@ -17,12 +17,12 @@ from tqdm import tqdm
 
 from .bundle import atomic_save, save_bundle
 from .config import Config, to_dict
-from .data import AudioDataset, BucketBatchSampler, Utterance, collate, load_utterances
+from .data import BucketBatchSampler, collate, load_dataset, manifest_texts
 from .decode import greedy_decode
 from .errors import UserError
-from .features import CmvnAccumulator, Features
+from .features import Cmvn, CmvnAccumulator
 from .metrics import error_rates
-from .model import CTCModel, build_speech_model
+from .model import CTCModel, build_model
 from .text import Tokenizer, normalize
 
 
@@ -37,40 +37,37 @@ def ctc_frames_needed(tokens: list[int]) -> int:
     return len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:]))
 
 
-def keep_trainable(utterances: list[Utterance], tokenizer: Tokenizer, model: CTCModel, sample_rate: int,
-                   where: str) -> list[Utterance]:
-    """Drop (and count) utterances with no text or too short for their transcript under CTC."""
-    kept, empty, too_short = [], 0, 0
-    for utt in utterances:
-        tokens = tokenizer.encode(utt.text)
-        frames = int(model.output_lengths(torch.tensor([int(utt.duration * sample_rate)]))[0])
+def keep_trainable(dataset, tokenizer: Tokenizer, model: CTCModel, where: str):
+    """The dataset without (and counting) samples with no text or too short for their transcript under CTC."""
+    frames = model.output_lengths(torch.tensor(dataset.input_lengths, dtype=torch.long)).tolist()
+    keep, empty, too_short = [], 0, 0
+    for index, (tokens, num_frames) in enumerate(zip(dataset.tokens, frames)):
         if not tokens:
             empty += 1
-        elif frames < ctc_frames_needed(tokens):
+        elif num_frames < ctc_frames_needed(tokens):
             too_short += 1
         else:
-            kept.append(utt)
+            keep.append(index)
     if empty or too_short:
-        print(f"warning: {where}: skipped {empty} utterance(s) with empty text and {too_short} too short for "
+        print(f"warning: {where}: skipped {empty} sample(s) with empty text and {too_short} too short for "
               f"their transcript under CTC", file=sys.stderr)
-    return kept
+    return dataset.subset(keep)
 
 
-def make_loader(dataset: AudioDataset, config: Config, shuffle: bool, seed: int) -> DataLoader:
-    lengths = [u.duration * config.features.sample_rate / config.features.hop_length for u in dataset.utterances]
-    sampler = BucketBatchSampler(lengths, config.data.max_frames, shuffle=shuffle, seed=seed,
+def make_loader(dataset, config: Config, shuffle: bool, seed: int) -> DataLoader:
+    sampler = BucketBatchSampler(dataset.frame_lengths, config.data.max_frames, shuffle=shuffle, seed=seed,
                                  max_batch_size=config.data.max_batch_size)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.data.num_workers)
 
 
-def compute_cmvn(frontend: Features, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global mean and std of the front-end's features over every valid frame of `loader`."""
-    accumulator = CmvnAccumulator(frontend.dim)
+def compute_cmvn(frontend: Cmvn, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global mean and std of the front-end's features (before CMVN) over every valid frame of `loader`."""
+    accumulator = CmvnAccumulator(frontend.cmvn_mean.numel())
     with torch.no_grad():
         for batch in tqdm(loader, desc="cmvn stats", unit="batch", disable=None, leave=False):
             if not batch["ids"]:
                 continue
-            feats, lens = frontend.raw(batch["wavs"].to(device), batch["wav_lens"].to(device))
+            feats, lens = frontend.raw(batch["inputs"].to(device), batch["input_lens"].to(device))
             accumulator.add(feats.cpu(), lens.cpu())
     return accumulator.result()
 
@@ -85,7 +82,7 @@ def evaluate(model: CTCModel, loader: DataLoader, tokenizer: Tokenizer, device: 
     for batch in loader:
         if not batch["ids"]:
             continue
-        log_probs, lens = model(batch["wavs"].to(device), batch["wav_lens"].to(device))
+        log_probs, lens = model(batch["inputs"].to(device), batch["input_lens"].to(device))
         loss_sum += float(ctc(log_probs.transpose(0, 1), batch["tokens"].to(device), lens, batch["token_lens"].to(device)))
         token_count += int(batch["token_lens"].sum())
         ids += batch["ids"]
@@ -131,13 +128,16 @@ def train_one_epoch(model: CTCModel, loader: DataLoader, optimizer, scheduler, s
     """One pass over `loader` with a progress bar. Returns (summed CTC loss, target tokens, utterances)."""
     ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
     loss_sum, token_sum, utt_count, started = 0.0, 0, 0, time.time()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=None, dynamic_ncols=True, file=sys.stderr)
+    # on a terminal a live bar; in a log file (nohup, CI) a progress line a minute
+    interactive = sys.stderr.isatty()
+    bar = tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True, file=sys.stderr,
+               mininterval=0.1 if interactive else 60, ascii=not interactive)
     for batch in bar:
         if not batch["ids"]:
             continue
         tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            log_probs, lens = model(batch["wavs"].to(device), batch["wav_lens"].to(device))
+            log_probs, lens = model(batch["inputs"].to(device), batch["input_lens"].to(device))
         loss = ctc(log_probs.transpose(0, 1), tokens, lens, token_lens)  # (B, T, V) -> (T, B, V)
         tokens_in_batch = int(token_lens.sum())
         optimizer.zero_grad(set_to_none=True)
@@ -151,7 +151,7 @@ def train_one_epoch(model: CTCModel, loader: DataLoader, optimizer, scheduler, s
         token_sum += tokens_in_batch
         utt_count += len(batch["ids"])
         bar.set_postfix(loss=f"{loss_sum / token_sum:.3f}", utt_s=f"{utt_count / (time.time() - started):.1f}",
-                        lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                        lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
     bar.close()
     return loss_sum, token_sum, utt_count
 
@@ -182,35 +182,31 @@ def train(config: Config, resume: bool = False) -> TrainResult:
     random.seed(config.train.seed)
     np.random.seed(config.train.seed)
 
-    train_utts = load_utterances(config.data.train_manifest)
-    dev_utts = load_utterances(config.data.dev_manifest)
     tokenizer = (Tokenizer.from_dict(checkpoint["tokenizer"]) if checkpoint
-                 else Tokenizer.build((u.text for u in train_utts), config.text))
-    model = build_speech_model(len(tokenizer), config.model, config.features,
-                               config.specaugment if config.use_specaugment else None).to(device)
-    sample_rate = config.features.sample_rate
-    for name, utts in (("train", train_utts), ("dev", dev_utts)):
+                 else Tokenizer.build(manifest_texts(config.data.train_manifest), config.text))
+    model = build_model(len(tokenizer), config, training=True).to(device)
+    datasets = {}
+    for name, training in (("train", True), ("dev", False)):
         manifest = getattr(config.data, f"{name}_manifest")
-        kept = keep_trainable(utts, tokenizer, model, sample_rate, manifest)
+        dataset = keep_trainable(load_dataset(config, manifest, tokenizer, training), tokenizer, model, manifest)
         tokenizer.report_unknown(manifest)
-        if not kept:
-            raise UserError(f"{manifest}: no usable utterances (see the warnings above)")
-        utts[:] = kept
-    train_set = AudioDataset(train_utts, tokenizer, sample_rate, config.data.speed_perturb, config.train.seed)
+        if not len(dataset):
+            raise UserError(f"{manifest}: no usable samples (see the warnings above)")
+        datasets[name] = dataset
+    train_set = datasets["train"]
     train_loader = make_loader(train_set, config, True, config.train.seed)
-    dev_loader = make_loader(AudioDataset(dev_utts, tokenizer, sample_rate), config, False, 0)
-    tokenizer.unknown.clear()
+    dev_loader = make_loader(datasets["dev"], config, False, 0)
     params = sum(p.numel() for p in model.parameters())
-    print(f"model: {params / 1e6:.2f} M parameters, vocabulary {len(tokenizer)}; train {len(train_utts)} utts, "
-          f"dev {len(dev_utts)} utts; device {device}", file=sys.stderr)
+    print(f"model: {params / 1e6:.2f} M parameters, vocabulary {len(tokenizer)}; train {len(train_set)} samples, "
+          f"dev {len(datasets['dev'])} samples; device {device}", file=sys.stderr)
 
     if not checkpoint:
         if config.data.cmvn:
             stats = torch.load(config.data.cmvn, map_location="cpu", weights_only=True)
             model.frontend.set_cmvn(stats["mean"], stats["std"])
-        else:
-            model.frontend.set_cmvn(*compute_cmvn(model.frontend, make_loader(
-                AudioDataset(train_utts, tokenizer, sample_rate), config, False, 0), device))
+        else:  # statistics of the training inputs as they are, without augmentation
+            plain = make_loader(train_set.without_augmentation(), config, False, 0)
+            model.frontend.set_cmvn(*compute_cmvn(model.frontend, plain, device))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
                                   weight_decay=config.optim.weight_decay)
@@ -286,9 +282,10 @@ def train(config: Config, resume: bool = False) -> TrainResult:
                  "scaler": scaler.state_dict(), "sampler": train_loader.batch_sampler.state_dict(), "rng": rng_state(),
                  "epoch": epoch, "best_cer": best_cer, "best_epoch": best_epoch, "stale": stale,
                  "train_seconds": train_seconds, "config": to_dict(config), "tokenizer": tokenizer.to_dict()}
-        atomic_save(state, exp_dir / "last.pt")
+        # best before last: a run killed between the two writes still finds best.pt when it resumes
         if improved:
             atomic_save(state, exp_dir / "best.pt")
+        atomic_save(state, exp_dir / "last.pt")
     if writer:
         writer.close()
 

@@ -1,3 +1,5 @@
+import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,35 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real corpora not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def unipen_words(shared_data) -> list:
+    """The first 80 word segments (speechrnn.ink.UnipenSegment) of the first category-6 data file in the shared
+    UNIPEN archive, read in place."""
+    from speechrnn.ink import parse_unipen
+
+    archive = shared_data / "unipen" / "train_r01_v07_cat6.tar.gz"
+    with tarfile.open(archive, "r|gz") as tar:
+        for member in tar:
+            if member.isfile() and re.match(r"(.*/)?data/6/.*\.dat$", member.name):
+                name, text = member.name, tar.extractfile(member).read().decode("latin-1")
+                break
+    prefix = name[: name.index("data/6/")]
+    wanted = {prefix + "include/" + rel for rel in re.findall(r"^\.INCLUDE\s+(\S+)", text, re.M)}
+    includes = {}
+    with tarfile.open(archive, "r|gz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                includes[member.name[len(prefix + "include/"):]] = tar.extractfile(member).read().decode("latin-1")
+                if len(includes) == len(wanted):
+                    break
+    segments = []
+    for segment in parse_unipen(name, text, includes.__getitem__, on_error=lambda err: None):
+        segments.append(segment)
+        if len(segments) == 80:
+            break
+    return segments
 
 
 @pytest.fixture(autouse=True)

@@ -94,15 +94,15 @@ def test_dataset_skips_bad_file_and_collate_keeps_the_rest(audio_files, kind, ca
     batch = collate(items)
     assert batch["ids"] == ["u0", "u2"]
     assert batch["texts"] == [texts[0], texts[2]]
-    assert batch["wav_lens"].tolist() == [8000, 12000]
-    assert batch["wavs"].shape == (2, 12000)
-    assert torch.equal(batch["wavs"][0, :8000], items[0]["wav"]) and batch["wavs"][0, 8000:].eq(0).all()
+    assert batch["input_lens"].tolist() == [8000, 12000]
+    assert batch["inputs"].shape == (2, 12000)
+    assert torch.equal(batch["inputs"][0, :8000], items[0]["inputs"]) and batch["inputs"][0, 8000:].eq(0).all()
     assert batch["token_lens"].tolist() == [len(tokenizer.encode(texts[0])), len(tokenizer.encode(texts[2]))]
 
 
 def test_collate_of_only_bad_items_is_an_empty_batch():
     batch = collate([None, None])
-    assert batch["ids"] == [] and batch["wavs"].shape[0] == 0 and batch["tokens"].shape[0] == 0
+    assert batch["ids"] == [] and batch["inputs"].shape[0] == 0 and batch["tokens"].shape[0] == 0
 
 
 # ---------------------------------------------------------------------------------------------- manifests
@@ -369,11 +369,11 @@ def test_keep_trainable_drops_and_counts_short_and_empty(capsys):
         Utterance("empty", "x.wav", 1.0, " ?! "),      # nothing left after normalisation
         Utterance("ok", "x.wav", 1.0, "ABC CBA"),
     ]
-    kept = keep_trainable(utts, tokenizer, model, 16000, "train.jsonl")
-    assert [u.id for u in kept] == ["fits", "exact", "ok"]
+    kept = keep_trainable(AudioDataset(utts, tokenizer, 16000), tokenizer, model, "train.jsonl")
+    assert [u.id for u in kept.utterances] == ["fits", "exact", "ok"]
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("warning: train.jsonl:")
-    assert "1 utterance(s) with empty text" in err[0] and "2 too short" in err[0]
+    assert "1 sample(s) with empty text" in err[0] and "2 too short" in err[0]
 
 
 def test_keep_trainable_with_conv_subsampling_is_silent_when_all_fit(capsys):
@@ -382,8 +382,8 @@ def test_keep_trainable_with_conv_subsampling_is_silent_when_all_fit(capsys):
     model = build_speech_model(len(tokenizer), config.model, config.features, None)
     # conv: 1 s -> 101 frames -> 51 -> 26 output frames
     utts = [Utterance("a", "x.wav", 1.0, "AB" * 13), Utterance("b", "x.wav", 1.0, "AB" * 13 + "A")]
-    kept = keep_trainable(utts, tokenizer, model, 16000, "dev.jsonl")
-    assert [u.id for u in kept] == ["a"]
-    assert "0 utterance(s) with empty text and 1 too short" in capsys.readouterr().err
-    kept = keep_trainable(utts[:1], tokenizer, model, 16000, "dev.jsonl")
+    kept = keep_trainable(AudioDataset(utts, tokenizer, 16000), tokenizer, model, "dev.jsonl")
+    assert [u.id for u in kept.utterances] == ["a"]
+    assert "0 sample(s) with empty text and 1 too short" in capsys.readouterr().err
+    kept = keep_trainable(AudioDataset(utts[:1], tokenizer, 16000), tokenizer, model, "dev.jsonl")
     assert len(kept) == 1 and capsys.readouterr().err == ""

@@ -24,7 +24,6 @@ from speechrnn.ink import (FEATURE_NAMES, Ink, InkError, InkFeatureConfig, InkSt
                            featurize, ink_features, load_ink, normalize, parse_delineation, read_iam_ascii,
                            read_iam_ondb, read_inkml, read_json, read_unipen, resample, write_ink_store, write_json)
 
-UNIPEN_ARCHIVE = REPO.parent / "shared" / "data" / "unipen" / "train_r01_v07_cat6.tar.gz"
 
 
 def load_prep():
@@ -349,9 +348,12 @@ def test_augment_is_deterministic_and_varies():
     b = augment(ink, np.random.default_rng(7), config)
     c = augment(ink, np.random.default_rng(8), config)
     assert all(np.array_equal(x, y) for x, y in zip(a.strokes, b.strokes))
-    assert not all(np.allclose(x, y) for x, y in zip(a.strokes, c.strokes))
-    assert [len(s) for s in a.strokes] == [len(s) for s in ink.strokes] and a.text == ink.text
-    assert all(np.array_equal(x[:, 2], y[:, 2]) for x, y in zip(a.strokes, ink.strokes))  # time kept
+    assert not all(x.shape == y.shape and np.allclose(x, y) for x, y in zip(a.strokes, c.strokes))
+    assert len(a.strokes) == len(ink.strokes) and a.text == ink.text
+    no_jitter = InkFeatureConfig(augment=True, aug_jitter=0)
+    d = augment(ink, np.random.default_rng(7), no_jitter)
+    assert [len(s) for s in d.strokes] == [len(s) for s in ink.strokes]
+    assert all(np.array_equal(x[:, 2], y[:, 2]) for x, y in zip(d.strokes, ink.strokes))  # time kept
     off = InkFeatureConfig(aug_scale=0, aug_shear=0, aug_rotate=0, aug_jitter=0, aug_gap=0)
     assert all(np.allclose(x, y) for x, y in zip(augment(ink, np.random.default_rng(1), off).strokes, ink.strokes))
     feats = featurize(ink, config, np.random.default_rng(3))
@@ -412,31 +414,22 @@ def test_data_prep_unipen_archive_and_folder(tmp_path, capsys):
     assert prep.main(["--src", str(tmp_path / "nothing"), "--out", str(tmp_path / "c")]) == 1
 
 
-@pytest.mark.skipif(not UNIPEN_ARCHIVE.is_file(), reason=f"UNIPEN archive not found at {UNIPEN_ARCHIVE}")
-def test_real_unipen_words():
+def test_real_unipen_words(unipen_words):
     """~20 words of the first data file in the shared archive: labels, writers and finite features."""
-    from speechrnn.ink import parse_unipen
-    with tarfile.open(UNIPEN_ARCHIVE, "r|gz") as tar:
-        for member in tar:
-            if member.isfile() and re.match(r"(.*/)?data/6/.*\.dat$", member.name):
-                name, text = member.name, tar.extractfile(member).read().decode("latin-1")
-                break
-    prefix = name[: name.index("data/6/")]
-    wanted = {prefix + "include/" + rel for rel in re.findall(r"^\.INCLUDE\s+(\S+)", text, re.M)}
-    includes = {}
-    with tarfile.open(UNIPEN_ARCHIVE, "r|gz") as tar:
-        for member in tar:
-            if member.name in wanted:
-                includes[member.name[len(prefix + "include/"):]] = tar.extractfile(member).read().decode("latin-1")
-                if len(includes) == len(wanted):
-                    break
-    segments = []
-    for segment in parse_unipen(name, text, includes.__getitem__, on_error=lambda err: None):
-        segments.append(segment)
-        if len(segments) == 20:
-            break
+    segments = unipen_words[:20]
     assert len(segments) == 20
     for segment in segments:
         assert segment.label.strip() and segment.writer
         feats = ink_features(segment.ink)
         assert np.isfinite(feats).all() and len(feats) >= 2 * len(segment.label)
+
+
+def test_augmented_real_words_keep_their_length(unipen_words):
+    """Augmentation must not change how many points a word is resampled to (jittering the raw tablet points
+    once doubled it): train and test inputs would differ in density, and training would be twice as slow."""
+    inks = [segment.ink for segment in unipen_words[:40]]
+    config = InkFeatureConfig(augment=True)
+    rng = np.random.default_rng(0)
+    plain = sum(len(featurize(ink, config)) for ink in inks)
+    augmented = sum(len(featurize(ink, config, rng)) for ink in inks)
+    assert 0.85 < augmented / plain < 1.15, augmented / plain

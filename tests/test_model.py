@@ -29,7 +29,7 @@ def waveforms():
 
 
 def batch_of(wavs):
-    return collate([{"id": str(i), "wav": w, "tokens": torch.zeros(0, dtype=torch.long), "text": ""}
+    return collate([{"id": str(i), "inputs": w, "tokens": torch.zeros(0, dtype=torch.long), "text": ""}
                     for i, w in enumerate(wavs)])
 
 
@@ -44,11 +44,11 @@ def test_padded_batch_equals_each_utterance_alone(waveforms, cell, bidirectional
     model.frontend.set_cmvn(torch.randn(40, generator=g) - 5, torch.rand(40, generator=g) + 1)  # not identity
     model.eval()
     batch = batch_of(waveforms)
-    assert batch["wavs"].shape == (len(LENGTHS), max(LENGTHS))
+    assert batch["inputs"].shape == (len(LENGTHS), max(LENGTHS))
     with torch.no_grad():
-        log_probs, lens = model(batch["wavs"], batch["wav_lens"])
+        log_probs, lens = model(batch["inputs"], batch["input_lens"])
         assert log_probs.shape[0] == len(LENGTHS) and log_probs.shape[2] == VOCAB
-        assert lens.tolist() == model.output_lengths(batch["wav_lens"]).tolist()
+        assert lens.tolist() == model.output_lengths(batch["input_lens"]).tolist()
         assert int(lens.max()) == log_probs.shape[1]
         for row, wav in enumerate(waveforms):
             alone, alone_lens = model(wav[None], torch.tensor([len(wav)]))

@@ -156,7 +156,7 @@ def test_speed_perturbation_is_seeded_by_epoch_and_index(an4_small):
     for epoch in (1, 2):
         perturbed.epoch = again.epoch = epoch
         for index in range(len(utts)):
-            wav = perturbed[index]["wav"]
-            assert torch.equal(wav, again[index]["wav"])
-            ratios.add(round(len(plain[index]["wav"]) / len(wav), 1))
+            wav = perturbed[index]["inputs"]
+            assert torch.equal(wav, again[index]["inputs"])
+            ratios.add(round(len(plain[index]["inputs"]) / len(wav), 1))
     assert ratios == {0.9, 1.1}

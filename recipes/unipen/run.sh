@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# UNIPEN online handwriting, isolated words (category 6): character CTC with a BiLSTM over pen-stroke features.
+#
+# Stages (each is skipped when its output already exists):
+#   0  data       find the UNIPEN archive (--unipen FILE.tar.gz, or an extracted folder)
+#   1  manifests  writer-disjoint train/dev/test manifests + ink stores (md5(writer) % 10: 0 test, 1 dev)
+#   2  train      speechrnn train; a killed run continues from exp/TAG/last.pt when started again
+#   3  decode     greedy decoding of dev and test; per-word results in exp/TAG/decode/
+#   4  score      CER and word error (a word is wrong unless every character is right) -> exp/TAG/decode/results.txt
+#   5  picture    a few test words as the model sees them, with what it read -> exp/TAG/test_words.png
+#
+# Usage: recipes/unipen/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--unipen PATH]
+#                              [key=value ...]
+# key=value arguments override the training config (e.g. model.rnn.cell=gru train.max_epochs=10).
+set -euo pipefail
+cd "$(dirname "$0")"
+stage=0
+stop_stage=5
+conf=conf/default.yaml
+tag=
+unipen=../../../shared/data/unipen/train_r01_v07_cat6.tar.gz
+. ../../tools/parse_options.sh "$@"
+tag=${tag:-$(basename "$conf" .yaml)}
+exp=exp/$tag
+. ../../tools/activate.sh
+started=$(date +%s)
+log() { echo "[unipen $(date +%H:%M:%S) +$(( $(date +%s) - started ))s] $*" >&2; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  [ -e "$unipen" ] || { echo "error: no UNIPEN data at $unipen; pass --unipen FILE.tar.gz or an extracted folder" >&2; exit 1; }
+  log "stage 0: using UNIPEN at $unipen"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  if [ -f exp/data/test.jsonl ]; then
+    log "stage 1: manifests exist, skipped"
+  else
+    log "stage 1: manifests and ink stores"
+    if [ -d "$unipen" ]; then source_args=(--src "$unipen"); else source_args=(--archive "$unipen"); fi
+    python ../../data_prep/unipen.py "${source_args[@]}" --out exp/data
+  fi
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  if [ -f "$exp/model.pt" ]; then
+    log "stage 2: $exp/model.pt exists, skipped"
+  else
+    log "stage 2: training into $exp (log: $exp/train_log.jsonl)"
+    speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
+    speechrnn plot "$exp/train_log.jsonl" -o "$exp/train_curves.png"
+  fi
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  for set in dev test; do
+    if [ -f "$exp/decode/$set.summary.json" ]; then
+      log "stage 3: $set already decoded, skipped"
+    else
+      log "stage 3: decoding $set"
+      speechrnn eval "$exp/model.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "$set"
+    fi
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: scoring"
+  python - "$exp" <<'PY' | tee "$exp/decode/results.txt"
+import json, sys
+from pathlib import Path
+exp = Path(sys.argv[1])
+for name in ("dev", "test"):
+    s = json.loads((exp / "decode" / f"{name}.summary.json").read_text())
+    print(f"{exp.name} {name}: CER {100 * s['cer']:.2f} %, word error {100 * s['sentence_errors'] / s['utterances']:.2f} % "
+          f"({s['sentence_errors']}/{s['utterances']} words with any character wrong)")
+PY
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: picture of test words"
+  speechrnn plot-ink --manifest exp/data/test.jsonl --first 6 --bundle "$exp/model.pt" -o "$exp/test_words.png"
+  log "done: per-word results in $exp/decode/{dev,test}.per_utt.jsonl"
+fi
