@@ -1,4 +1,4 @@
-"""`speechrnn` command line: train | eval | stats | transcribe | lm | plot | plot-ink."""
+"""`speechrnn` command line: train | eval | stats | transcribe | lm | tune | plot | plot-ink | export | classify."""
 
 import argparse
 import json
@@ -49,14 +49,20 @@ def cmd_eval(args) -> None:
     from .train import evaluate, make_loader, select_device
 
     device = select_device(args.device or "auto")
-    model, tokenizer, config, _ = load_model(args.bundle, device)
+    model, tokenizer, config, extra = load_model(args.bundle, device)
     if args.threads:
         torch.set_num_threads(args.threads)
     config.data.num_workers = 0
     loader = make_loader(load_dataset(config, args.manifest, tokenizer), config, False, 0)
     tokenizer.report_unknown(args.manifest)
     beam = None
-    if args.beam:
+    if args.tuned:
+        from .tune import stored_decoder
+
+        beam = stored_decoder(extra, tokenizer, workers=2)
+        if beam is None:
+            raise UserError(f"{args.bundle}: the bundle has no tuned decoder; run `speechrnn tune` first")
+    elif args.beam:
         from .decode import BeamConfig, BeamDecoder
 
         beam = BeamDecoder(tokenizer, BeamConfig(beam_size=args.beam, lm=args.lm, lexicon=args.lexicon,
@@ -70,21 +76,77 @@ def cmd_eval(args) -> None:
         sys.exit(1)
 
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".sph", ".nist")
+INK_EXTENSIONS = (".json", ".inkml", ".xml")
+
+
+def expand_inputs(inputs: list[str], extensions: tuple[str, ...]) -> list[str]:
+    """Files as given; folders searched recursively for `extensions`; "-" reads paths from stdin, one a line."""
+    paths = []
+    for item in inputs:
+        if item == "-":
+            paths += [line.strip() for line in sys.stdin if line.strip()]
+        elif Path(item).is_dir():
+            found = sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions and p.is_file())
+            if not found:
+                raise UserError(f"{item}: the folder has no files ending in {', '.join(extensions)}")
+            paths += found
+        else:
+            paths.append(item)
+    return paths
+
+
 def cmd_transcribe(args) -> None:
+    from tqdm import tqdm
+
+    from .output import NEEDS_TIMES, render
     from .recognizer import Recognizer
 
-    recognizer = Recognizer.load(args.bundle, device=args.device or "cpu")
-    failed = []
-    for path in args.inputs:
-        try:
-            (result,) = recognizer.transcribe([path])
-        except UserError as err:  # unreadable audio or ink: reported, and the other files go on
-            print(f"error: {err}", file=sys.stderr)
-            failed.append(path)
-            continue
-        print(json.dumps({"path": result.path, "text": result.text}) if args.format == "jsonl" else f"{path}\t{result.text}")
+    if args.format in ("srt", "vtt") and not args.output and len(args.inputs) > 1:
+        raise UserError(f"--format {args.format} writes one file per input: give --output DIR for several inputs")
+    beam = {k: v for k, v in (("lexicon", args.lexicon), ("lm", args.lm), ("lm_weight", args.lm_weight),
+                              ("word_score", args.word_score)) if v is not None}
+    if args.beam:
+        beam["beam_size"] = args.beam
+    decoding = "greedy" if args.greedy else "beam" if (args.beam or args.lexicon or args.lm) else "tuned"
+    recognizer = Recognizer.load(args.bundle, device=args.device or "cpu", decoding=decoding, **beam)
+    ink = recognizer.config.modality == "ink"
+    paths = expand_inputs(args.inputs, INK_EXTENSIONS if ink else AUDIO_EXTENSIONS)
+    timestamps = args.format in NEEDS_TIMES
+    out_dir = Path(args.output) if args.output else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    failed, documents = [], []
+    bar = tqdm(total=len(paths), unit="file", desc="transcribe", disable=None if len(paths) > 1 else True,
+               file=sys.stderr)
+    for start in range(0, len(paths), args.chunk):  # a chunk of files in memory at a time
+        chunk, inputs = [], []
+        for path in paths[start:start + args.chunk]:
+            try:
+                inputs.append(recognizer.load_input(path))
+                chunk.append(path)
+            except UserError as err:  # unreadable audio or ink: reported, and the other files go on
+                bar.write(f"error: {err}", file=sys.stderr)
+                failed.append(path)
+        for path, result in zip(chunk, recognizer.transcribe_inputs(inputs, timestamps)):
+            result.name = path
+            if out_dir:
+                (out_dir / f"{Path(path).stem}.{args.format}").write_text(render(result, args.format), encoding="utf-8")
+            elif args.format == "txt":
+                print(f"{path}\t{result.text}", flush=True)
+            elif args.format == "json":
+                documents.append(result)
+            else:
+                print(render(result, args.format), end="", flush=True)
+        bar.update(len(paths[start:start + args.chunk]))
+    bar.close()
+    if documents:
+        from .output import to_dict
+
+        print(json.dumps([to_dict(r) for r in documents] if len(documents) > 1 else to_dict(documents[0]),
+                         ensure_ascii=False, indent=2))
     if failed:
-        print(f"{len(failed)} of {len(args.inputs)} input(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{len(failed)} of {len(paths)} input(s) failed: {', '.join(failed)}", file=sys.stderr)
         sys.exit(1)
 
 
@@ -110,6 +172,13 @@ def cmd_plot(args) -> None:
     from .plot import plot_training_log
 
     out = plot_training_log(args.log, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def cmd_export(args) -> None:
+    from .export import export_onnx
+
+    out = export_onnx(args.bundle, args.onnx, opset=args.opset, inputs=args.inputs)
     print(f"wrote {out}", file=sys.stderr)
 
 
@@ -183,15 +252,31 @@ def build_parser() -> argparse.ArgumentParser:
                                 "a char LM (--unit char) must go without")
     p.add_argument("--lm-weight", type=float, default=0.5, help="with --lm: weight of the LM's log10 scores (0.5)")
     p.add_argument("--word-score", type=float, default=0.0, help="with --lexicon: score added per word (0)")
+    p.add_argument("--tuned", action="store_true", help="decode with the beam search stored by `speechrnn tune`")
     p.set_defaults(run=cmd_eval)
 
-    p = commands.add_parser("transcribe", help="transcribe audio or ink files",
-                            description="Print one line per file: path<TAB>text (or JSON lines with --format jsonl).")
+    p = commands.add_parser(
+        "transcribe", help="transcribe audio or ink files",
+        description="Transcribe files, folders (searched recursively by extension) or '-' (paths on stdin). Decodes "
+                    "with the bundle's tuned beam search when it has one (`speechrnn tune`), else greedily. Unreadable "
+                    "files are reported and skipped; the exit status is 1 if any failed.",
+        epilog="formats: txt (path<TAB>text), jsonl (a JSON object a line), json (with word start/end times in "
+               "seconds and confidences), srt and vtt (subtitles). With --output DIR, one file per input: "
+               "DIR/<name>.<format>.")
     p.add_argument("bundle", help="model bundle")
-    p.add_argument("inputs", nargs="+", help="audio files (wav, flac, ogg, mp3, sphere) for a speech bundle; ink "
-                                             "files (.json, .inkml, IAM-OnDB .xml) for a handwriting bundle")
-    p.add_argument("--format", choices=["txt", "jsonl"], default="txt")
+    p.add_argument("inputs", nargs="+", help="audio files (wav, flac, ogg, mp3, sphere) for a speech bundle, ink "
+                                             "files (.json, .inkml, IAM-OnDB .xml) for a handwriting bundle, "
+                                             "folders of them, or - to read paths from stdin")
+    p.add_argument("--format", choices=["txt", "json", "jsonl", "srt", "vtt"], default="txt")
+    p.add_argument("--output", metavar="DIR", help="write one file per input into DIR instead of printing")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle has a tuned decoder")
+    p.add_argument("--beam", type=int, metavar="N", help="beam search with N hypotheses (default of tuned: its own)")
+    p.add_argument("--lexicon", help="beam search over this lexicon's words (`speechrnn lm lexicon`)")
+    p.add_argument("--lm", help="ARPA LM for beam search (word LM with --lexicon, char LM without)")
+    p.add_argument("--lm-weight", type=float, help="weight of the LM's log10 scores")
+    p.add_argument("--word-score", type=float, help="score added per word (with --lexicon)")
+    p.add_argument("--chunk", type=int, default=64, help="files read and decoded at a time (64)")
     p.set_defaults(run=cmd_transcribe)
 
     p = commands.add_parser("lm", help="n-gram language models", description="n-gram language models.")
@@ -211,6 +296,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="text file (one sentence per line) or JSONL manifest (.jsonl) with \"text\"")
     p.add_argument("-o", "--output", required=True, help="lexicon file to write")
     p.set_defaults(run=cmd_lm_lexicon)
+
+    p = commands.add_parser("export", help="export a bundle to ONNX (front-end + encoder + CTC head)",
+                            description="Write the bundle's model as ONNX with dynamic batch and time axes: inputs "
+                                        "(B, N) waveforms [or (B, T, F) features] + input_lens (B,) -> log_probs "
+                                        "(B, T', V) + output_lens (B,); vocabulary and feature settings are in the "
+                                        "model's metadata. Checked against torch with onnxruntime. "
+                                        "Needs pip install 'speechrnn[onnx]'.")
+    p.add_argument("bundle", help="model bundle")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write (its folder is created)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 11..20 (default 17)")
+    p.add_argument("--inputs", choices=["waveform", "features"], default="waveform",
+                   help="audio bundles: the graph starts at the waveform (default) or at the features before CMVN "
+                        "(speechrnn.export.raw_audio_features computes them); ink bundles take stroke features")
+    p.set_defaults(run=cmd_export)
+
+    commands.add_parser("classify", help="utterance classification (one label per recording): train | eval",
+                        add_help=False)  # handled by speechrnn.classify.main
+    from .tune import add_parser as add_tune_parser
+
+    add_tune_parser(commands)
 
     p = commands.add_parser("plot", help="draw training curves from train_log.jsonl to PNG",
                             description="Loss (train, dev) and dev CER/WER per epoch.")
@@ -234,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["classify"]:  # its own parser (train | eval), see speechrnn/classify.py
+        from .classify import main as classify_main
+
+        sys.exit(classify_main(argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

@@ -1,12 +1,26 @@
-"""Load a bundle into a ready model, and transcribe audio or ink files with it."""
+"""The Python API: load a bundle, transcribe audio or ink with it.
 
-from dataclasses import dataclass
+    from speechrnn import Recognizer
+    recognizer = Recognizer.load("exp/default/model.pt")          # tuned beam search if the bundle has one
+    for result in recognizer.transcribe(["a.wav", (samples, 8000), ink]):
+        print(result.text, [(w.text, w.start, w.end, w.confidence) for w in result.words])
+
+Inputs: file paths (audio: wav/flac/ogg/mp3/sphere; ink: .json/.inkml/IAM-OnDB .xml), `(waveform, sample_rate)`
+pairs, waveforms already at the model's rate (numpy or torch, 1-D), and `ink.Ink` objects. They are decoded in
+batches of similar length. Word times are seconds for audio and resampled-point positions for ink.
+"""
+
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+import torchaudio.functional as AF
 
+from .align import Span, align, frame_shift
 from .audio import load_audio
 from .bundle import load_bundle
+from .errors import BundleError
 from .config import Config, from_dict
 from .data import collate
 from .decode import greedy_decode
@@ -18,6 +32,8 @@ from .text import Tokenizer
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CTCModel, Tokenizer, Config, dict]:
     """Bundle -> (model in eval mode on `device`, tokenizer, config, bundle extras)."""
     bundle = load_bundle(path)
+    if bundle.get("extra", {}).get("task") == "classify":
+        raise BundleError(f"{path}: an utterance classifier, not a recognizer; use `speechrnn classify eval`")
     config = from_dict(bundle["config"])
     tokenizer = Tokenizer.from_dict(bundle["tokenizer"])
     model = build_model(len(tokenizer), config)
@@ -27,37 +43,112 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CT
 
 @dataclass
 class Transcript:
-    path: str
+    name: str  # the path, or "<input N>" for in-memory inputs
     text: str
+    words: list[Span] = field(default_factory=list)  # with times and confidences (when asked for)
+    duration: float = 0.0  # seconds of audio (resampled points of ink)
 
 
 class Recognizer:
-    def __init__(self, model: CTCModel, tokenizer: Tokenizer, config: Config, device: torch.device):
+    """A model, its tokenizer and config, and a decoder: greedy, or a `decode.BeamDecoder`."""
+
+    def __init__(self, model: CTCModel, tokenizer: Tokenizer, config: Config, device: torch.device,
+                 decoder=None, max_batch_seconds: float = 240.0):
         self.model, self.tokenizer, self.config, self.device = model, tokenizer, config, device
+        self.decoder = decoder
+        self.shift = frame_shift(model, config)
+        self.max_batch_seconds = max_batch_seconds  # padded input per batch (points / 100 for ink)
 
     @classmethod
-    def load(cls, bundle: str | Path, device: str = "cpu") -> "Recognizer":
-        model, tokenizer, config, _ = load_model(bundle, device)
-        return cls(model, tokenizer, config, torch.device(device))
+    def load(cls, bundle: str | Path, device: str = "cpu", decoding: str = "tuned", workers: int = 1,
+             **beam) -> "Recognizer":
+        """decoding: "tuned" (the bundle's stored beam search, greedy when it has none), "greedy", or "beam" with
+        `beam` as decode.BeamConfig fields (lexicon, lm, lm_weight, ...)."""
+        from .decode import BeamConfig, BeamDecoder
+        from .tune import stored_decoder
+
+        model, tokenizer, config, extra = load_model(bundle, device)
+        decoder = None
+        if decoding == "tuned":
+            decoder = stored_decoder(extra, tokenizer, workers, **beam)
+        elif decoding == "beam":
+            decoder = BeamDecoder(tokenizer, BeamConfig(**beam), workers=workers)
+        return cls(model, tokenizer, config, torch.device(device), decoder)
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    def load_input(self, item) -> torch.Tensor:
+        """One input as the model takes it: a waveform (N,) at the model's rate, or ink features (T, F)."""
+        if self.config.modality == "ink":
+            if isinstance(item, (str, Path)):
+                item = check_ink(read_ink(item), str(item))
+            if not isinstance(item, Ink):
+                raise TypeError(f"a handwriting model takes ink files or Ink objects, not {type(item).__name__}")
+            return torch.from_numpy(featurize(item, self.config.ink)).float()
+        rate = self.config.features.sample_rate
+        if isinstance(item, (str, Path)):
+            return load_audio(item, rate)
+        if isinstance(item, tuple):
+            wav, source_rate = item
+            wav = torch.as_tensor(np.asarray(wav, dtype=np.float32))
+            return AF.resample(wav, int(source_rate), rate) if int(source_rate) != rate else wav
+        return torch.as_tensor(np.asarray(item, dtype=np.float32))
+
+    def _units(self, length: int) -> float:
+        """Seconds of audio (or points / 100 of ink) in an input of `length`."""
+        return length / (100.0 if self.config.modality == "ink" else self.config.features.sample_rate)
+
+    # ------------------------------------------------------------------------------------------ decoding
 
     @torch.no_grad()
-    def transcribe_inputs(self, inputs: list[torch.Tensor]) -> list[str]:
-        """Model inputs (waveforms (N,) for audio, `ink.featurize` features (T, F) for ink) -> texts."""
+    def transcribe_inputs(self, inputs: list[torch.Tensor], timestamps: bool = False) -> list[Transcript]:
+        """Model inputs (from load_input) -> transcripts, batched by length, in input order."""
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        results: list[Transcript | None] = [None] * len(inputs)
+        batch: list[int] = []
+        for position, index in enumerate(order + [None]):
+            full = index is None or (batch and self._units(len(inputs[index])) * (len(batch) + 1) > self.max_batch_seconds)
+            if full and batch:
+                for i, transcript in zip(batch, self._decode_batch([inputs[i] for i in batch], timestamps)):
+                    results[i] = transcript
+                batch = []
+            if index is not None:
+                batch.append(index)
+        return results
+
+    def _decode_batch(self, inputs: list[torch.Tensor], timestamps: bool) -> list[Transcript]:
         batch = collate([{"id": str(i), "inputs": x, "tokens": torch.zeros(0, dtype=torch.long), "text": ""}
                          for i, x in enumerate(inputs)])
         log_probs, lens = self.model(batch["inputs"].to(self.device), batch["input_lens"].to(self.device))
-        return [self.tokenizer.decode(ids) for ids in greedy_decode(log_probs, lens)]
+        log_probs, lens = log_probs.cpu(), lens.cpu()
+        if self.decoder is None:
+            token_lists = greedy_decode(log_probs, lens)
+            texts = [self.tokenizer.decode(ids) for ids in token_lists]
+        else:
+            best = [nbest[0] for nbest in self.decoder.decode(log_probs, lens)]
+            # our ids only: a tokenizer without a space gets an extra word-boundary column from the decoder
+            token_lists = [[t for t in h.tokens if t < len(self.tokenizer)] for h in best]
+            texts = [h.text for h in best]
+        transcripts = []
+        for row, (tokens, text) in enumerate(zip(token_lists, texts)):
+            words = []
+            if timestamps and tokens:
+                words = align(log_probs[row, : lens[row]], tokens, self.tokenizer, self.shift).words
+                if self.decoder is not None and self.decoder.config.lexicon:
+                    for word, spelled in zip(words, text.split()):  # lexicon words as the lexicon writes them
+                        word.text = spelled
+            duration = len(inputs[row]) * (1 if self.config.modality == "ink" else 1 / self.config.features.sample_rate)
+            transcripts.append(Transcript("", text, words, duration))
+        return transcripts
+
+    def transcribe(self, items: list, timestamps: bool = False) -> list[Transcript]:
+        """Paths, (waveform, rate) pairs, waveforms or Ink objects -> transcripts in the same order. A file that
+        cannot be read raises its UserError (AudioError / InkError); `cli transcribe` reports and skips it."""
+        inputs = [self.load_input(item) for item in items]
+        results = self.transcribe_inputs(inputs, timestamps)
+        for k, (item, result) in enumerate(zip(items, results)):
+            result.name = str(item) if isinstance(item, (str, Path)) else f"<input {k}>"
+        return results
 
     def transcribe_inks(self, inks: list[Ink]) -> list[str]:
-        return self.transcribe_inputs([torch.from_numpy(featurize(ink, self.config.ink)).float() for ink in inks])
-
-    def load_input(self, path: str | Path) -> torch.Tensor:
-        """An audio file as the model's waveform, or an ink file (.json, .inkml, .xml) as its stroke features."""
-        if self.config.modality == "ink":
-            ink = check_ink(read_ink(path), str(path))
-            return torch.from_numpy(featurize(ink, self.config.ink)).float()
-        return load_audio(path, self.config.features.sample_rate)
-
-    def transcribe(self, paths: list[str | Path]) -> list[Transcript]:
-        inputs = [self.load_input(p) for p in paths]
-        return [Transcript(str(p), text) for p, text in zip(paths, self.transcribe_inputs(inputs))]
+        return [t.text for t in self.transcribe(inks)]

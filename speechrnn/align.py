@@ -1,0 +1,72 @@
+"""Word and character timestamps with confidences, from a CTC forced alignment of a decoded hypothesis.
+
+The hypothesis (greedy or beam) is aligned to the model's log-probs with `torchaudio.functional.forced_align`
+(Viterbi over the CTC graph of exactly those tokens). A character spans the frames aligned to it; a word runs
+from its first character's first frame to its last character's last frame. Frame i of the model's output
+covers input time [i * frame_shift, (i + 1) * frame_shift), where the shift includes the conv subsampling.
+
+Confidence of a character: its mean posterior probability over the frames aligned to it. Confidence of a word:
+the lowest of its characters' (one unsure letter makes the word unsure), in [0, 1].
+"""
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torchaudio.functional as AF
+
+from .text import Tokenizer
+
+
+@dataclass
+class Span:
+    text: str  # a character, or a word
+    start: float  # seconds
+    end: float  # seconds
+    confidence: float  # [0, 1]
+
+
+@dataclass
+class Alignment:
+    text: str
+    words: list[Span] = field(default_factory=list)
+    chars: list[Span] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def frame_shift(model, config) -> float:
+    """Seconds (audio) or resampled points (ink) per output frame of `model`."""
+    one_frame = model.output_lengths(torch.tensor([10_000]))[0]
+    if config.modality == "ink":
+        return 10_000 / float(one_frame)  # points per frame (time is not known for every ink)
+    return 10_000 / float(one_frame) / config.features.sample_rate
+
+
+def align(log_probs: torch.Tensor, tokens: list[int], tokenizer: Tokenizer, shift: float) -> Alignment:
+    """log_probs (T, V) of one utterance (valid frames only), tokens the hypothesis' ids (blanks dropped, repeats
+    merged, spaces kept). Returns the text with per-word and per-character times and confidences."""
+    text = tokenizer.decode(tokens)
+    tokens = [t for t in tokens if t != 0]
+    if not tokens or log_probs.shape[0] == 0:
+        return Alignment(text)
+    emissions = log_probs.detach().float().cpu()[None]  # (T, V) -> (1, T, V)
+    targets = torch.tensor([tokens], dtype=torch.int32)  # (1, L)
+    path, _ = AF.forced_align(emissions, targets, blank=0)  # (1, T) token id per frame
+    path = path[0]
+    probs = emissions[0].exp()  # (T, V)
+    chars, words = [], []
+    spans = AF.merge_tokens(path, probs[torch.arange(len(path)), path])  # runs of one token, blanks dropped
+    for span in spans:
+        chars.append(Span(tokenizer.symbols[span.token], span.start * shift, span.end * shift,
+                          float(probs[span.start:span.end, span.token].mean())))
+    word: list[Span] = []
+    for char in chars + [Span(" ", 0.0, 0.0, 1.0)]:  # a final space closes the last word
+        if char.text == " ":
+            if word:
+                words.append(Span("".join(c.text for c in word), word[0].start, word[-1].end,
+                                  min(c.confidence for c in word)))
+            word = []
+        else:
+            word.append(char)
+    return Alignment(" ".join(w.text for w in words) if words else text, words, [c for c in chars if c.text != " "])

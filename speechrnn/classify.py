@@ -1,0 +1,499 @@
+"""Many-to-one sequence classification on the speech encoder: one label per utterance (e.g. a spoken digit).
+
+    waveform -> Features (CMVN) [-> per-utterance mean removal] [-> SpecAugment] -> Encoder (conv + RNN)
+             -> pooling over the valid frames only (masked mean, or additive attention) -> dropout -> linear
+
+Pooling never looks at padding, so a padded batch gives what each utterance alone would. Training is cross-entropy
+with AdamW and warm-up + cosine decay; the model with the best dev accuracy (ties: lower dev loss) becomes the
+bundle. Manifests are the usual JSONL ones with a `label` field (audio_filepath, duration, label).
+
+    python -m speechrnn.classify train CONF [key=value ...] [--resume]
+    python -m speechrnn.classify eval BUNDLE MANIFEST [--out DIR] [--name NAME]
+"""
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .bundle import atomic_save, load_bundle, save_bundle
+from .config import DataConfig, OptimConfig, TrainConfig, from_dict, load_config, to_dict
+from .data import AudioDataset, Utterance, read_manifest
+from .errors import BundleError, ConfigError, ManifestError, UserError
+from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig
+from .model import Encoder, ModelConfig
+from .rnn import RNN_CELLS
+from .train import compute_cmvn, lr_lambda, make_loader, rng_state, select_device, set_rng_state
+
+TASK = "classify"  # bundle["extra"]["task"] of a classifier bundle
+POOLINGS = ("mean", "attention")
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+@dataclass
+class ClassifyDataConfig(DataConfig):
+    test_manifest: Optional[str] = None  # scored after training when set
+    classes: list[str] = field(default_factory=list)  # label order; empty = the sorted labels of the train manifest
+    label_field: str = "label"
+
+
+@dataclass
+class ClassifierModelConfig(ModelConfig):
+    pooling: str = "mean"  # mean (masked average of the encoder frames) | attention (additive, masked softmax)
+    attention_dim: int = 128  # attention pooling's hidden size
+    utterance_cmn: bool = True  # subtract each utterance's own feature mean (over its valid frames) after CMVN
+
+
+@dataclass
+class ClassifyOptimConfig(OptimConfig):
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class ClassifyConfig:
+    data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    use_specaugment: bool = True
+    model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
+    optim: ClassifyOptimConfig = field(default_factory=ClassifyOptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def check_choices(config: ClassifyConfig) -> None:
+    choices = {"model.rnn.cell": sorted(RNN_CELLS), "features.kind": ["fbank", "mfcc"], "model.pooling": list(POOLINGS)}
+    for key, allowed in choices.items():
+        value = OmegaConf.select(OmegaConf.structured(config), key)
+        if value not in allowed:
+            raise ConfigError(f"config: {key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def load_classify_config(path: str | Path | None = None, overrides: list[str] = ()) -> ClassifyConfig:
+    config = load_config(path, overrides, schema=ClassifyConfig)
+    check_choices(config)
+    return config
+
+
+# --- model ----------------------------------------------------------------------------------------
+
+def valid_mask(lens: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B,) lengths -> (B, T) True on the valid frames."""
+    return torch.arange(frames, device=lens.device)[None, :] < lens[:, None]
+
+
+class MeanPooling(nn.Module):
+    """Average of each sequence's valid frames. (B, T, D), (B,) -> (B, D) and the weights (B, T) (1/len, 0 on pad)."""
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = valid_mask(lens, x.shape[1])
+        weights = mask.float() / lens.clamp(min=1)[:, None].float()  # (B, T)
+        x = x.masked_fill(~mask[..., None], 0.0)
+        return torch.einsum("bt,btd->bd", weights.to(x.dtype), x), weights
+
+
+class AttentionPooling(nn.Module):
+    """Additive attention: score_t = v . tanh(W h_t + b), softmax over the valid frames only (padding gets weight
+    exactly 0), output sum_t w_t h_t. (B, T, D), (B,) -> (B, D) and the weights (B, T)."""
+
+    def __init__(self, dim: int, attention_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = valid_mask(lens, x.shape[1])
+        scores = self.score(torch.tanh(self.proj(x))).squeeze(-1).float()  # (B, T, D) -> (B, T)
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)  # (B, T), every length >= 1
+        x = x.masked_fill(~mask[..., None], 0.0)
+        return torch.einsum("bt,btd->bd", weights.to(x.dtype), x), weights
+
+
+def build_pooling(config: ClassifierModelConfig, dim: int) -> nn.Module:
+    if config.pooling == "mean":
+        return MeanPooling()
+    if config.pooling == "attention":
+        return AttentionPooling(dim, config.attention_dim)
+    raise ValueError(f"model.pooling={config.pooling!r} is not one of: {', '.join(POOLINGS)}")
+
+
+def utterance_cmn(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Subtract each utterance's mean over its valid frames; padding stays 0. (B, T, F) -> (B, T, F)."""
+    mask = valid_mask(lens, feats.shape[1])[..., None]  # (B, T, 1)
+    mean = (feats * mask).sum(1, keepdim=True) / lens.clamp(min=1)[:, None, None]  # (B, 1, F)
+    return (feats - mean) * mask
+
+
+class SequenceClassifier(nn.Module):
+    """front-end -> Encoder -> masked pooling -> dropout -> linear. forward() gives logits (B, num_classes)."""
+
+    def __init__(self, num_classes: int, config: ClassifierModelConfig, frontend: nn.Module,
+                 specaugment: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        self.frontend = frontend
+        self.specaugment = specaugment
+        self.encoder = Encoder(frontend.dim, config)
+        self.pooling = build_pooling(config, self.encoder.output_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.encoder.output_dim, num_classes)
+
+    def embed(self, inputs: torch.Tensor, input_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, N) waveforms -> pooled encoding (B, D), pooling weights (B, T') and encoder lengths (B,)."""
+        feats, lens = self.frontend(inputs, input_lens)  # (B, N) -> (B, T, F)
+        if self.config.utterance_cmn:
+            feats = utterance_cmn(feats, lens)
+        if self.specaugment is not None:
+            feats = self.specaugment(feats, lens)
+        hidden, lens = self.encoder(feats, lens)  # (B, T, F) -> (B, T', H)
+        pooled, weights = self.pooling(hidden, lens)  # (B, T', H) -> (B, H)
+        return pooled, weights, lens
+
+    def forward(self, inputs: torch.Tensor, input_lens: torch.Tensor) -> torch.Tensor:
+        pooled, _, _ = self.embed(inputs, input_lens)
+        return self.head(self.dropout(pooled)).float()  # (B, num_classes)
+
+
+def build_classifier(num_classes: int, config: ClassifyConfig, training: bool = False) -> SequenceClassifier:
+    specaugment = SpecAugment(config.specaugment) if training and config.use_specaugment else None
+    return SequenceClassifier(num_classes, config.model, Features(config.features), specaugment)
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+class LabelEncoder:
+    """Label string -> [class index], the `tokenizer` interface AudioDataset wants (one "token" per utterance)."""
+
+    def __init__(self, classes: list[str]):
+        self.classes = list(classes)
+        self.index = {label: i for i, label in enumerate(self.classes)}
+
+    def encode(self, label: str) -> list[int]:
+        return [self.index[label]]
+
+
+def manifest_labels(path: str | Path, label_field: str = "label") -> list[str]:
+    return [str(e[label_field]) for e in read_manifest(path, fields=(label_field,))]
+
+
+def load_labelled(config: ClassifyConfig, manifest: str | Path, classes: list[str], training: bool = False) -> AudioDataset:
+    """An AudioDataset whose items' `tokens` are [class index] and `text` the label."""
+    label_field = config.data.label_field
+    entries = read_manifest(manifest, fields=("audio_filepath", "duration", label_field))
+    unknown = sorted({str(e[label_field]) for e in entries} - set(classes))
+    if unknown:
+        raise ManifestError(f"{manifest}: label(s) {', '.join(map(repr, unknown[:10]))} not among the model's classes "
+                            f"({', '.join(classes)})")
+    utterances = [Utterance(id=str(e["id"]), path=e["audio_filepath"], duration=float(e["duration"]),
+                            text=str(e[label_field]), speaker=str(e.get("speaker", ""))) for e in entries]
+    return AudioDataset(utterances, LabelEncoder(classes), config.features.sample_rate,
+                        config.data.speed_perturb if training else (), config.train.seed, config.features.hop_length)
+
+
+# --- training and evaluation ----------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(model: SequenceClassifier, loader: DataLoader, device: torch.device, classes: list[str]) -> dict:
+    """ids, refs, hyps (label strings), mean cross-entropy and accuracy over `loader`."""
+    model.eval()
+    ids, refs, hyps, loss_sum = [], [], [], 0.0
+    for batch in loader:
+        if not batch["ids"]:
+            continue
+        logits = model(batch["inputs"].to(device), batch["input_lens"].to(device))
+        labels = batch["tokens"][:, 0].to(device)
+        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        ids += batch["ids"]
+        refs += [classes[i] for i in labels.tolist()]
+        hyps += [classes[i] for i in logits.argmax(-1).tolist()]
+    correct = sum(r == h for r, h in zip(refs, hyps))
+    return {"ids": ids, "refs": refs, "hyps": hyps, "loss": loss_sum / max(len(ids), 1),
+            "accuracy": correct / max(len(ids), 1), "correct": correct}
+
+
+def write_report(out: str | Path, name: str, result: dict, classes: list[str], speakers: dict | None = None) -> dict:
+    """NAME.per_utt.jsonl (id, ref, hyp, correct[, speaker]) and NAME.summary.json (accuracy, confusion matrix with
+    rows = reference, columns = hypothesis, in `classes` order) under `out`. Returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{name}.per_utt.jsonl", "w", encoding="utf-8") as lines:
+        for uid, ref, hyp in zip(result["ids"], result["refs"], result["hyps"]):
+            row = {"id": uid, "ref": ref, "hyp": hyp, "correct": ref == hyp}
+            if speakers:
+                row["speaker"] = speakers.get(uid, "")
+            lines.write(json.dumps(row) + "\n")
+    index = {label: i for i, label in enumerate(classes)}
+    confusion = [[0] * len(classes) for _ in classes]
+    for ref, hyp in zip(result["refs"], result["hyps"]):
+        confusion[index[ref]][index[hyp]] += 1
+    summary = {"name": name, "utterances": len(result["ids"]), "correct": result["correct"],
+               "accuracy": result["accuracy"], "loss": result["loss"], "classes": classes, "confusion": confusion}
+    head = json.dumps({k: v for k, v in summary.items() if k != "confusion"}, indent=1)[:-2]  # without "\n}"
+    rows = ",\n  ".join(json.dumps(row) for row in confusion)  # one line per reference class
+    (out / f"{name}.summary.json").write_text(f'{head},\n "confusion": [\n  {rows}\n ]\n}}\n')
+    return summary
+
+
+@dataclass
+class ClassifyResult:
+    best_epoch: int
+    best_dev_accuracy: float
+    epochs: int
+    seconds: float
+    bundle: Path
+
+
+def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
+    """Train a SequenceClassifier; writes last.pt/best.pt, train_log.jsonl and the bundle model.pt in exp_dir."""
+    exp_dir = Path(config.train.exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    device = select_device(config.train.device)
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    checkpoint = None
+    if resume:
+        if (exp_dir / "last.pt").is_file():
+            checkpoint = torch.load(exp_dir / "last.pt", map_location="cpu", weights_only=True)
+        else:
+            print(f"note: --resume given but {exp_dir / 'last.pt'} does not exist; starting from scratch", file=sys.stderr)
+    torch.manual_seed(config.train.seed)
+    random.seed(config.train.seed)
+    np.random.seed(config.train.seed)
+
+    if checkpoint:
+        classes = checkpoint["classes"]
+    else:
+        classes = list(config.data.classes) or sorted(set(manifest_labels(config.data.train_manifest,
+                                                                          config.data.label_field)))
+    if len(classes) < 2:
+        raise UserError(f"{config.data.train_manifest}: classification needs at least 2 classes, found {classes}")
+    config.data.classes = classes
+    model = build_classifier(len(classes), config, training=True).to(device)
+    train_set = load_labelled(config, config.data.train_manifest, classes, training=True)
+    dev_set = load_labelled(config, config.data.dev_manifest, classes)
+    for name, dataset in (("train", train_set), ("dev", dev_set)):
+        if not len(dataset):
+            raise UserError(f"{getattr(config.data, name + '_manifest')}: no utterances")
+    train_loader = make_loader(train_set, config, True, config.train.seed)
+    dev_loader = make_loader(dev_set, config, False, 0)
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {len(classes)} classes, "
+          f"{config.model.rnn.cell} encoder, {config.model.pooling} pooling; train {len(train_set)}, dev {len(dev_set)} "
+          f"utterances; device {device}", file=sys.stderr)
+
+    if not checkpoint:
+        if config.data.cmvn:
+            stats = torch.load(config.data.cmvn, map_location="cpu", weights_only=True)
+            model.frontend.set_cmvn(stats["mean"], stats["std"])
+        else:  # statistics of the training audio as it is, without augmentation
+            plain = make_loader(train_set.without_augmentation(), config, False, 0)
+            model.frontend.set_cmvn(*compute_cmvn(model.frontend, plain, device))
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
+                                  weight_decay=config.optim.weight_decay)
+    steps_per_epoch = len(train_loader.batch_sampler)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(
+        config.optim.warmup_steps, steps_per_epoch * config.train.max_epochs, config.optim.final_lr_ratio))
+    use_amp = config.train.amp and device.type == "cuda"
+    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    start_epoch, best_key, best_epoch, stale, train_seconds = 1, (-1.0, float("-inf")), 0, 0, 0.0
+    if checkpoint:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        train_loader.batch_sampler.load_state_dict(checkpoint["sampler"])
+        set_rng_state(checkpoint["rng"])
+        start_epoch = checkpoint["epoch"] + 1
+        best_key, best_epoch = tuple(checkpoint["best_key"]), checkpoint["best_epoch"]
+        stale, train_seconds = checkpoint["stale"], checkpoint["train_seconds"]
+        print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
+    log_path = exp_dir / "train_log.jsonl"
+    if log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
+        done = checkpoint["epoch"] if checkpoint else 0
+        kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["epoch"] <= done]
+        log_path.write_text("".join(line + "\n" for line in kept))
+
+    interactive = sys.stderr.isatty()
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.train.max_epochs + 1):
+        if config.train.patience and stale >= config.train.patience:
+            break
+        started = time.time()
+        model.train()
+        if model.specaugment is not None:
+            model.specaugment.enabled = epoch >= config.specaugment.start_epoch
+        train_loader.batch_sampler.set_epoch(epoch)
+        train_set.epoch = epoch
+        loss_sum, correct, count = 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{config.train.max_epochs}", unit="batch", file=sys.stderr,
+                   dynamic_ncols=True, leave=False, disable=not interactive)  # logs get the epoch line below
+        for batch in bar:
+            if not batch["ids"]:
+                continue
+            labels = batch["tokens"][:, 0].to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(batch["inputs"].to(device), batch["input_lens"].to(device))
+            loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=config.optim.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += float(loss.detach()) * len(labels)
+            correct += int((logits.argmax(-1) == labels).sum())
+            count += len(labels)
+            bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}", refresh=False)
+        bar.close()
+        epoch_seconds = time.time() - started
+        train_seconds += epoch_seconds
+        dev = evaluate(model, dev_loader, device, classes)
+        key = (dev["accuracy"], -dev["loss"])  # best dev accuracy; among equals, the lowest dev loss
+        improved = key > best_key
+        if improved:
+            best_key, best_epoch, stale = key, epoch, 0
+        else:
+            stale += 1
+        record = {"epoch": epoch, "train_loss": loss_sum / max(count, 1), "train_accuracy": correct / max(count, 1),
+                  "dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"], "lr": scheduler.get_last_lr()[0],
+                  "epoch_seconds": round(epoch_seconds, 2), "utts_per_second": round(count / epoch_seconds, 2),
+                  "best_epoch": best_epoch}
+        with open(log_path, "a") as log:
+            log.write(json.dumps(record) + "\n")
+        print(f"epoch {epoch}: train loss {record['train_loss']:.3f} acc {100 * record['train_accuracy']:.1f} %, "
+              f"dev loss {dev['loss']:.3f} acc {100 * dev['accuracy']:.2f} %, {epoch_seconds:.0f} s"
+              f"{' (best)' if improved else ''}", file=sys.stderr)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict(), "sampler": train_loader.batch_sampler.state_dict(), "rng": rng_state(),
+                 "epoch": epoch, "best_key": list(best_key), "best_epoch": best_epoch, "stale": stale,
+                 "train_seconds": train_seconds, "config": to_dict(config), "classes": classes}
+        if improved:  # best before last: a run killed between the two writes still finds best.pt when resumed
+            atomic_save(state, exp_dir / "best.pt")
+        atomic_save(state, exp_dir / "last.pt")
+
+    best = torch.load(exp_dir / "best.pt", map_location="cpu", weights_only=True)
+    bundle_path = exp_dir / "model.pt"
+    save_bundle(bundle_path, best["model"], best["config"], {"classes": best["classes"]},
+                extra={"task": TASK, "epoch": best["epoch"], "dev_accuracy": best["best_key"][0],
+                       "dev_loss": -best["best_key"][1], "train_seconds": best["train_seconds"]})
+    print(f"best dev accuracy {100 * best_key[0]:.2f} % at epoch {best_epoch}; bundle written to {bundle_path}",
+          file=sys.stderr)
+    return ClassifyResult(best_epoch, best_key[0], epoch, train_seconds, bundle_path)
+
+
+def load_classifier(path: str | Path, device: torch.device | str = "cpu"
+                    ) -> tuple[SequenceClassifier, list[str], ClassifyConfig, dict]:
+    """Bundle -> (classifier in eval mode on `device`, classes, config, bundle extras)."""
+    bundle = load_bundle(path)
+    extra = bundle.get("extra", {})
+    if extra.get("task") != TASK:
+        raise BundleError(f"{path}: not a sequence-classifier bundle (a CTC recognizer? use `speechrnn eval`)")
+    config = from_dict(bundle["config"], schema=ClassifyConfig)
+    classes = list(bundle["tokenizer"]["classes"])
+    model = build_classifier(len(classes), config)
+    model.load_state_dict(bundle["state_dict"])
+    return model.to(device).eval(), classes, config, extra
+
+
+def evaluate_manifest(bundle: str | Path, manifest: str | Path, out: str | Path, name: str | None = None,
+                      device: str = "auto") -> dict:
+    """Score a bundle on a labelled manifest; writes the reports of write_report and returns the summary."""
+    device = select_device(device)
+    model, classes, config, _ = load_classifier(bundle, device)
+    config.data.num_workers = 0
+    dataset = load_labelled(config, manifest, classes)
+    result = evaluate(model, make_loader(dataset, config, False, 0), device, classes)
+    speakers = {u.id: u.speaker for u in dataset.utterances if u.speaker}
+    summary = write_report(out, name or Path(manifest).stem, result, classes, speakers)
+    summary["unscored"] = len(dataset) - len(result["ids"])
+    return summary
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m speechrnn.classify", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Utterance classification (one label per recording) with the speechrnn encoder: train from a "
+                    "YAML config, or score a trained bundle on a labelled manifest.",
+        epilog="examples:\n"
+               "  python -m speechrnn.classify train recipes/fsdd/conf/default.yaml model.rnn.cell=gru "
+               "train.exp_dir=exp/gru\n"
+               "  python -m speechrnn.classify eval exp/gru/model.pt data/test.jsonl --out exp/gru/eval\n"
+               "Recipe: recipes/fsdd/run.sh (spoken digits, speaker-disjoint folds).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = commands.add_parser(
+        "train", help="train a classifier from a YAML config", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a sequence classifier. Writes last.pt/best.pt, train_log.jsonl and the bundle model.pt "
+                    "under train.exp_dir; best = highest dev accuracy (ties: lower dev loss). With "
+                    "data.test_manifest set, the bundle is also scored on it (reports in exp_dir/eval).",
+        epilog="keys: data.{train,dev,test}_manifest (JSONL with audio_filepath, duration, label), data.classes, "
+               "features.*, specaugment.*, use_specaugment, model.rnn.cell (" + ", ".join(sorted(RNN_CELLS)) +
+               "), model.rnn.{hidden_size,num_layers,bidirectional,dropout}, model.conv_channels, model.pooling "
+               "(mean | attention), model.utterance_cmn, optim.{lr,warmup_steps,label_smoothing,...}, "
+               "train.{exp_dir,max_epochs,patience,seed,device,threads}")
+    p.add_argument("config", help="YAML config (e.g. recipes/fsdd/conf/default.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.rnn.cell=gru model.pooling=attention")
+    p.add_argument("--resume", action="store_true", help="continue from exp_dir/last.pt if it exists")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: train.device)")
+    p = commands.add_parser(
+        "eval", help="score a bundle on a labelled manifest",
+        description="Classify every utterance of MANIFEST; writes NAME.per_utt.jsonl (id, ref, hyp, correct, speaker) "
+                    "and NAME.summary.json (accuracy, confusion matrix) to --out and prints the accuracy.")
+    p.add_argument("bundle", help="classifier bundle (exp/.../model.pt)")
+    p.add_argument("manifest", help="JSONL manifest with audio_filepath, duration and the label field")
+    p.add_argument("--out", default=".", help="folder for the reports (default: current folder)")
+    p.add_argument("--name", help="report name (default: the manifest's file name without .jsonl)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    return parser
+
+
+def print_summary(summary: dict) -> None:
+    print(f"{summary['name']}: accuracy {100 * summary['accuracy']:.2f} % ({summary['correct']}/{summary['utterances']})"
+          + (f" ({summary['unscored']} unreadable utterance(s) not scored)" if summary.get("unscored") else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            config = load_classify_config(args.config, args.overrides)
+            if args.device:
+                config.train.device = args.device
+            result = train(config, resume=args.resume)
+            if config.data.test_manifest:
+                print_summary(evaluate_manifest(result.bundle, config.data.test_manifest,
+                                                Path(config.train.exp_dir) / "eval", "test", config.train.device))
+        else:
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            summary = evaluate_manifest(args.bundle, args.manifest, args.out, args.name, args.device)
+            print_summary(summary)
+            if summary["unscored"]:
+                return 1
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

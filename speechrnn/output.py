@@ -1,0 +1,57 @@
+"""Transcript output formats: txt, json, jsonl, and SubRip / WebVTT subtitles from word timestamps."""
+
+import json
+
+FORMATS = ("txt", "json", "jsonl", "srt", "vtt")
+NEEDS_TIMES = ("json", "srt", "vtt")
+CUE_SECONDS = 6.0  # a subtitle cue closes after this long...
+CUE_CHARS = 42  # ...or this many characters (the usual subtitle line length)
+CUE_PAUSE = 1.0  # ...or at a pause this long between words
+
+
+def to_dict(transcript) -> dict:
+    out = {"path": transcript.name, "text": transcript.text, "duration": round(transcript.duration, 3)}
+    if transcript.words:
+        out["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+                         "confidence": round(w.confidence, 4)} for w in transcript.words]
+    return out
+
+
+def cues(words) -> list[tuple[float, float, str]]:
+    """Group words into subtitle cues: (start, end, text)."""
+    out, group = [], []
+    for word in words:
+        if group and (word.end - group[0].start > CUE_SECONDS or word.start - group[-1].end > CUE_PAUSE
+                      or len(" ".join(w.text for w in group + [word])) > CUE_CHARS):
+            out.append((group[0].start, group[-1].end, " ".join(w.text for w in group)))
+            group = []
+        group.append(word)
+    if group:
+        out.append((group[0].start, group[-1].end, " ".join(w.text for w in group)))
+    return out
+
+
+def timestamp(seconds: float, decimal: str) -> str:
+    ms = int(round(seconds * 1000))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
+
+
+def render(transcript, fmt: str) -> str:
+    """One transcript in `fmt`, ending with a newline (txt: the text alone)."""
+    if fmt == "txt":
+        return transcript.text + "\n"
+    if fmt == "jsonl":
+        return json.dumps(to_dict(transcript), ensure_ascii=False) + "\n"
+    if fmt == "json":
+        return json.dumps(to_dict(transcript), ensure_ascii=False, indent=2) + "\n"
+    blocks = []
+    for number, (start, end, text) in enumerate(cues(transcript.words), 1):
+        if fmt == "srt":
+            blocks.append(f"{number}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n{text}\n")
+        else:
+            blocks.append(f"{timestamp(start, '.')} --> {timestamp(end, '.')}\n{text}\n")
+    body = "\n".join(blocks)
+    return ("WEBVTT\n\n" + body) if fmt == "vtt" else body

@@ -1,0 +1,205 @@
+"""Sequence classification (speechrnn.classify) and the FSDD fold manifests (data_prep/fsdd.py): masked pooling
+gives a padded batch what each utterance alone gets, attention weights live on valid frames only, the folds are
+speaker-disjoint and reproducible, and a few real clips train with a falling loss into a bundle that scores the same
+(and a killed run resumes to the same model)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechrnn import classify
+from speechrnn.audio import load_audio
+from speechrnn.bundle import atomic_save
+from speechrnn.classify import (AttentionPooling, MeanPooling, build_classifier, load_classifier,
+                                load_classify_config, main, train)
+from speechrnn.data import collate, read_manifest, write_manifest
+from speechrnn.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "recipes" / "fsdd" / "conf" / "default.yaml"
+
+
+def load_fsdd_prep():
+    spec = importlib.util.spec_from_file_location("data_prep_fsdd", REPO / "data_prep" / "fsdd.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def padded(lens: list[int], dim: int = 6, pad_value: float = float("nan")) -> torch.Tensor:
+    """(B, max(lens), dim) random frames whose padding holds `pad_value` (NaN: any leak shows)."""
+    torch.manual_seed(0)
+    x = torch.randn(len(lens), max(lens), dim)
+    for row, length in enumerate(lens):
+        x[row, length:] = pad_value
+    return x
+
+
+@pytest.mark.parametrize("pooling", [MeanPooling(), AttentionPooling(6, 8)], ids=["mean", "attention"])
+def test_pooling_of_a_padded_batch_equals_each_alone(pooling):
+    lens = [9, 5, 1, 3]
+    x, lens_t = padded(lens), torch.tensor(lens)
+    batch_out, _ = pooling(x, lens_t)
+    assert torch.isfinite(batch_out).all()
+    for row, length in enumerate(lens):
+        alone, _ = pooling(x[row : row + 1, :length], torch.tensor([length]))
+        torch.testing.assert_close(batch_out[row], alone[0], rtol=1e-6, atol=1e-6)
+    if isinstance(pooling, MeanPooling):
+        torch.testing.assert_close(batch_out[0], x[0].mean(0))
+        torch.testing.assert_close(batch_out[2], x[2, 0])
+
+
+def test_attention_weights_sum_to_one_on_valid_frames_and_are_zero_on_padding():
+    pooling = AttentionPooling(6, 8)
+    lens = torch.tensor([9, 5, 1, 3])
+    _, weights = pooling(padded(lens.tolist()), lens)
+    valid = torch.arange(9)[None, :] < lens[:, None]
+    torch.testing.assert_close(weights.sum(1), torch.ones(4))
+    assert (weights[~valid] == 0).all()
+    assert (weights[valid] > 0).all()
+    assert weights[2, 0] == 1.0
+    assert not torch.allclose(weights[0, :9], torch.full((9,), 1 / 9))  # attention, not a disguised mean
+
+
+@pytest.fixture(scope="module")
+def fsdd_folds(shared_data, tmp_path_factory) -> tuple[Path, Path, dict]:
+    """The fold manifests written twice, into two folders."""
+    prep = load_fsdd_prep()
+    first, second = tmp_path_factory.mktemp("fsdd_a"), tmp_path_factory.mktemp("fsdd_b")
+    folds = prep.prepare(shared_data / "fsdd", first)
+    prep.prepare(shared_data / "fsdd", second)
+    return first, second, folds
+
+
+def test_fsdd_folds_are_speaker_disjoint_and_complete(fsdd_folds):
+    out, _, folds = fsdd_folds
+    speakers = ["george", "jackson", "nicolas", "theo"]
+    assert (out / "folds.txt").read_text().split() == speakers
+    for fold in speakers:
+        splits = {name: read_manifest(out / fold / f"{name}.jsonl") for name in ("train", "dev", "test")}
+        by_split = {name: {e["speaker"] for e in entries} for name, entries in splits.items()}
+        assert by_split["test"] == {fold}
+        assert by_split["train"] == by_split["dev"] == set(speakers) - {fold}
+        assert [len(splits[name]) for name in ("train", "dev", "test")] == [1350, 150, 500]
+        ids = {name: {e["id"] for e in entries} for name, entries in splits.items()}
+        assert not (ids["train"] & ids["dev"]) and not (ids["test"] & (ids["train"] | ids["dev"]))
+        for entries in splits.values():
+            for e in entries:
+                assert Path(e["audio_filepath"]).is_file()
+                digit, speaker, index = e["id"].split("_")
+                assert (e["label"], e["speaker"]) == (digit, speaker) and e["duration"] > 0.1
+        assert all(e["index"] < 5 for e in splits["dev"]) and all(e["index"] >= 5 for e in splits["train"])
+        assert sorted({e["label"] for e in splits["dev"]}) == [str(d) for d in range(10)]
+
+
+def test_fsdd_folds_are_deterministic(fsdd_folds):
+    first, second, _ = fsdd_folds
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert len(files) == 13  # 4 folds x 3 manifests + folds.txt
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+
+
+def test_classifier_on_a_padded_batch_of_real_clips_equals_each_alone(fsdd_folds):
+    out, _, _ = fsdd_folds
+    entries = read_manifest(out / "george" / "test.jsonl")
+    chosen = [entries[i] for i in (0, 57, 130, 402)]  # different digits, different lengths
+    wavs = [load_audio(e["audio_filepath"], 8000) for e in chosen]
+    assert len({len(w) for w in wavs}) == 4
+    batch = collate([{"id": str(i), "inputs": w, "tokens": torch.zeros(1, dtype=torch.long), "text": ""}
+                     for i, w in enumerate(wavs)])
+    for pooling in ("mean", "attention"):
+        config = load_classify_config(CONF, [f"model.pooling={pooling}", "model.rnn.hidden_size=32",
+                                             "model.conv_channels=4"])
+        torch.manual_seed(0)
+        model = build_classifier(10, config, training=True).eval()  # SpecAugment present but off in eval
+        logits = model(batch["inputs"], batch["input_lens"])
+        for row, wav in enumerate(wavs):
+            alone = model(wav[None], torch.tensor([len(wav)]))
+            torch.testing.assert_close(logits[row], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_config_choices_are_checked():
+    assert load_classify_config(CONF, ["model.rnn.cell=lstm"]).model.rnn.cell == "lstm"
+    with pytest.raises(ConfigError, match="model.pooling"):
+        load_classify_config(CONF, ["model.pooling=max"])
+    with pytest.raises(ConfigError, match="model.rnn.cell"):
+        load_classify_config(CONF, ["model.rnn.cell=transformer"])
+    with pytest.raises(ConfigError, match="valid keys"):
+        load_classify_config(CONF, ["model.poolin=mean"])
+
+
+def tiny_config(data: Path, exp: Path, *extra: str):
+    return load_classify_config(CONF, [
+        f"data.train_manifest={data / 'train.jsonl'}", f"data.dev_manifest={data / 'dev.jsonl'}",
+        "data.classes=[]", "data.speed_perturb=[]", "use_specaugment=false", "model.conv_channels=4",
+        "model.rnn.hidden_size=32", "model.rnn.num_layers=1", "model.dropout=0", "optim.warmup_steps=3",
+        "optim.label_smoothing=0", "optim.lr=5e-3", "data.max_batch_size=12", "train.max_epochs=6",
+        f"train.exp_dir={exp}", "train.device=cpu", *extra])
+
+
+def test_training_on_a_few_real_clips_lowers_the_loss_and_the_bundle_scores_the_same(fsdd_folds, tmp_path, capsys, monkeypatch):
+    out, _, _ = fsdd_folds
+    train_entries = [e for e in read_manifest(out / "george" / "train.jsonl") if e["label"] in ("1", "4", "9")]
+    dev_entries = [e for e in read_manifest(out / "george" / "dev.jsonl") if e["label"] in ("1", "4", "9")]
+    small_train = [e for e in train_entries if e["index"] in (5, 6, 7, 8)]  # 3 digits x 3 speakers x 4 = 36 clips
+    small_dev = [e for e in dev_entries if e["index"] == 0]  # 9 clips
+    write_manifest(tmp_path / "train.jsonl", small_train)
+    write_manifest(tmp_path / "dev.jsonl", small_dev)
+    exp = tmp_path / "exp"
+    result = train(tiny_config(tmp_path, exp))
+    log = [json.loads(line) for line in (exp / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["train_loss"] for r in log]
+    assert len(losses) == 6 and all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert (exp / "best.pt").is_file() and (exp / "last.pt").is_file() and result.bundle.is_file()
+
+    model, classes, loaded, extra = load_classifier(result.bundle)
+    assert classes == ["1", "4", "9"] and extra["task"] == "classify" and loaded.model.rnn.hidden_size == 32
+    assert main(["eval", str(result.bundle), str(tmp_path / "dev.jsonl"), "--out", str(tmp_path / "eval"),
+                 "--name", "dev", "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "eval" / "dev.summary.json").read_text())
+    best = next(r for r in log if r["epoch"] == result.best_epoch)
+    assert summary["utterances"] == 9 and summary["accuracy"] == pytest.approx(best["dev_accuracy"])
+    assert sum(map(sum, summary["confusion"])) == 9
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "dev.per_utt.jsonl").read_text().splitlines()]
+    assert {r["speaker"] for r in rows} == {"jackson", "nicolas", "theo"}
+    assert "dev: accuracy" in capsys.readouterr().out
+
+    # A run killed after epoch 3 and started again with --resume ends with the model of the uninterrupted run;
+    # this one keeps SpecAugment and speed perturbation on, so their random draws must resume too.
+    augmented = ("use_specaugment=true", "data.speed_perturb=[0.9,1.0,1.1]", "model.dropout=0.2")
+    whole = train(tiny_config(tmp_path, tmp_path / "whole", *augmented))
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(obj, path):
+        atomic_save(obj, path)
+        if Path(path).name == "last.pt" and obj["epoch"] == 3:
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(classify, "atomic_save", save_then_die)
+        with pytest.raises(Killed):
+            train(tiny_config(tmp_path, tmp_path / "killed", *augmented))
+    assert len((tmp_path / "killed" / "train_log.jsonl").read_text().splitlines()) == 3
+    resumed = train(tiny_config(tmp_path, tmp_path / "killed", *augmented), resume=True)
+    assert resumed.best_epoch == whole.best_epoch
+    logs = [[{k: v for k, v in json.loads(line).items() if k not in ("epoch_seconds", "utts_per_second")}
+             for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()] for name in ("whole", "killed")]
+    assert len(logs[0]) == 6 and logs[0] == logs[1]
+    for key, value in torch.load(whole.bundle, weights_only=True)["state_dict"].items():
+        torch.testing.assert_close(torch.load(resumed.bundle, weights_only=True)["state_dict"][key], value)
+
+
+def test_eval_refuses_a_bundle_that_is_not_a_classifier(tmp_path, capsys):
+    from speechrnn.bundle import save_bundle
+
+    save_bundle(tmp_path / "ctc.pt", {}, {}, {"chars": []})  # what a CTC recognizer bundle looks like to load_bundle
+    (tmp_path / "m.jsonl").write_text("")
+    assert main(["eval", str(tmp_path / "ctc.pt"), str(tmp_path / "m.jsonl")]) == 2
+    assert "not a sequence-classifier bundle" in capsys.readouterr().err

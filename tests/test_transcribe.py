@@ -1,0 +1,153 @@
+"""Transcription: the Recognizer API, the `transcribe` CLI's inputs and formats, word timestamps from the CTC
+alignment, and `tune` storing a beam-search decoder in the bundle. The model here has random weights: these
+tests check what goes where, not accuracy (the recipes and test_train measure that)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from speechrnn.align import align
+from speechrnn.bundle import load_bundle, save_bundle
+from speechrnn.config import load_config, to_dict
+from speechrnn.model import build_model
+from speechrnn.output import cues, render, timestamp
+from speechrnn.recognizer import Recognizer, Transcript
+from speechrnn.text import TextConfig, Tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args, stdin: str | None = None):
+    return subprocess.run([sys.executable, "-m", "speechrnn", *map(str, args)], env=ENV, capture_output=True,
+                          text=True, input=stdin)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    config = load_config(REPO / "recipes" / "an4" / "conf" / "default.yaml",
+                         ["model.conv_channels=4", "model.rnn.hidden_size=16", "model.rnn.num_layers=1"])
+    tokenizer = Tokenizer.build(["YES NO ENTER RUBOUT"], config.text)
+    torch.manual_seed(0)
+    model = build_model(len(tokenizer), config)
+    path = tmp_path_factory.mktemp("bundle") / "model.pt"
+    save_bundle(path, model.state_dict(), to_dict(config), tokenizer.to_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def wavs(shared_data) -> list[Path]:
+    return sorted((shared_data / "an4" / "wav" / "an4test_clstk" / "fvap").glob("*.wav"))[:3]
+
+
+def test_align_times_and_confidences_on_known_posteriors():
+    tokenizer = Tokenizer.build(["AB BA"], TextConfig())
+    frames = [0, 0, "A", "A", 0, "B", " ", "B", "B", 0, "A", 0]  # 12 frames of 40 ms
+    log_probs = torch.full((len(frames), len(tokenizer)), -9.0)
+    for t, symbol in enumerate(frames):
+        log_probs[t, 0 if symbol == 0 else tokenizer.index[symbol]] = 0.0
+    log_probs = log_probs.log_softmax(-1)
+    result = align(log_probs, [tokenizer.index[c] for c in "AB BA"], tokenizer, 0.04)
+    assert [(w.text, round(w.start, 2), round(w.end, 2)) for w in result.words] == [("AB", 0.08, 0.24),
+                                                                                     ("BA", 0.28, 0.44)]
+    assert [c.text for c in result.chars] == list("ABBA")
+    assert all(0.99 < w.confidence <= 1.0 for w in result.words)
+    # an unsure letter makes its word unsure
+    log_probs[10] = torch.tensor([0.0, 0.0, 0.3, 0.0]).log().clamp(min=-20) + 0.0
+    log_probs[10, 0] = np.log(0.7)
+    unsure = align(log_probs.log_softmax(-1), [tokenizer.index[c] for c in "AB BA"], tokenizer, 0.04)
+    assert unsure.words[1].confidence < 0.5 < unsure.words[0].confidence
+
+
+def test_subtitle_cues_and_timestamps():
+    assert timestamp(3725.5, ",") == "01:02:05,500" and timestamp(0.0421, ".") == "00:00:00.042"
+    from speechrnn.align import Span
+    words = [Span("ONE", 0.0, 0.5, 1.0), Span("TWO", 0.6, 1.0, 1.0), Span("THREE", 3.0, 3.5, 1.0)]
+    assert cues(words) == [(0.0, 1.0, "ONE TWO"), (3.0, 3.5, "THREE")]  # a 2 s pause closes a cue
+    srt = render(Transcript("x.wav", "ONE TWO THREE", words, 4.0), "srt")
+    assert srt.startswith("1\n00:00:00,000 --> 00:00:01,000\nONE TWO\n\n2\n00:00:03,000 --> 00:00:03,500\nTHREE")
+    assert render(Transcript("x.wav", "ONE", words[:1], 1.0), "vtt").startswith("WEBVTT\n\n00:00:00.000 --> ")
+
+
+def test_recognizer_inputs_batching_and_timestamps(bundle, wavs):
+    recognizer = Recognizer.load(bundle)
+    samples, rate = soundfile.read(wavs[0], dtype="float32")
+    together = recognizer.transcribe(list(wavs), timestamps=True)
+    alone = [recognizer.transcribe([w], timestamps=True)[0] for w in wavs]
+    assert [t.text for t in together] == [t.text for t in alone]  # batching changes nothing
+    assert [t.name for t in together] == [str(w) for w in wavs]
+    from_array = recognizer.transcribe([samples, (samples, rate)])
+    assert [t.text for t in from_array] == [together[0].text] * 2
+    for t in together:
+        assert t.duration == pytest.approx(soundfile.info(t.name).duration, abs=0.01)
+        assert [w.text for w in t.words] == t.text.split()
+        assert all(0 <= w.start < w.end <= t.duration + 0.05 and 0 <= w.confidence <= 1 for w in t.words)
+        assert all(a.end <= b.start for a, b in zip(t.words, t.words[1:]))
+
+
+def test_transcribe_cli_formats_folders_stdin_and_a_bad_file(bundle, wavs, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....not audio")
+    run = cli("transcribe", bundle, wavs[0], broken, wavs[1])
+    assert run.returncode == 1
+    assert [line.split("\t")[0] for line in run.stdout.splitlines()] == [str(wavs[0]), str(wavs[1])]
+    assert run.stderr.count("error:") == 1 and "broken.wav" in run.stderr.splitlines()[-1]
+
+    run = cli("transcribe", bundle, wavs[0], wavs[1], "--format", "json")
+    assert run.returncode == 0, run.stderr
+    documents = json.loads(run.stdout)
+    assert [d["path"] for d in documents] == [str(wavs[0]), str(wavs[1])]
+    assert all("words" in d or not d["text"] for d in documents)
+
+    folder = tmp_path / "audio" / "nested"
+    folder.mkdir(parents=True)
+    for wav in wavs:
+        (folder / wav.name).write_bytes(wav.read_bytes())
+    out = tmp_path / "out"
+    run = cli("transcribe", bundle, tmp_path / "audio", "--format", "srt", "--output", out)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(w.stem + ".srt" for w in wavs)
+    for srt in out.iterdir():
+        text = srt.read_text()
+        assert not text or re.match(r"1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n", text)
+
+    run = cli("transcribe", bundle, "-", "--format", "jsonl", stdin="\n".join(map(str, wavs)) + "\n")
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(line)["path"] for line in run.stdout.splitlines()] == [str(w) for w in wavs]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = cli("transcribe", bundle, empty)
+    assert run.returncode == 2 and "has no files ending in" in run.stderr
+    run = cli("transcribe", bundle, wavs[0], wavs[1], "--format", "vtt")
+    assert run.returncode == 2 and "--output" in run.stderr
+
+
+def test_tune_stores_a_lexicon_decoder_that_transcribe_uses(bundle, wavs, tmp_path):
+    tuned = tmp_path / "tuned.pt"
+    tuned.write_bytes(bundle.read_bytes())
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": str(w), "duration": soundfile.info(w).duration,
+                                            "text": "YES NO"}) + "\n" for w in wavs))
+    lexicon = tmp_path / "words.lex"
+    assert cli("lm", "lexicon", tuned, manifest, "-o", lexicon).returncode == 0
+    run = cli("tune", tuned, manifest, "--lexicon", lexicon, "--word-scores", "0", "1", "--beam", "4",
+              "--workers", "1")
+    assert run.returncode == 0, run.stderr
+    decoding = load_bundle(tuned)["extra"]["decoding"]
+    assert decoding["word_score"] in (0.0, 1.0) and "YES" in decoding["lexicon"] and decoding["lm"] is None
+
+    run = cli("transcribe", tuned, *wavs, "--format", "jsonl")
+    assert run.returncode == 0, run.stderr
+    words = [w for line in run.stdout.splitlines() for w in json.loads(line)["text"].split()]
+    assert set(words) <= {"YES", "NO"}  # only lexicon words
+    greedy = cli("transcribe", tuned, *wavs, "--greedy")
+    assert greedy.stdout == cli("transcribe", bundle, *wavs).stdout  # --greedy: as before tuning
