@@ -1,4 +1,5 @@
-"""`speechrnn` command line: train | eval | stats | transcribe | lm | tune | plot | plot-ink | export | classify."""
+"""`speechrnn` command line: train | eval | stats | transcribe | lm | tune | plot | plot-ink | align | export |
+classify."""
 
 import argparse
 import json
@@ -8,6 +9,27 @@ from pathlib import Path
 from .errors import UserError
 
 EPILOG = "Run `speechrnn COMMAND --help` for a command's options. Recipes: recipes/<corpus>/run.sh."
+
+
+HOTWORD_BOOST = 5.0
+
+
+def parse_hotwords(items: list[str] | None) -> dict[str, float]:
+    """["WORD", "OTHER:2.5"] -> {"WORD": 5.0, "OTHER": 2.5}"""
+    hotwords = {}
+    for item in items or []:
+        word, _, boost = item.partition(":")
+        try:
+            hotwords[word] = float(boost) if boost else HOTWORD_BOOST
+        except ValueError:
+            raise UserError(f"--hotword {item!r}: the boost after ':' must be a number, e.g. {word}:3.0") from None
+    return hotwords
+
+
+def add_hotword_option(p) -> None:
+    p.add_argument("--hotword", action="append", metavar="WORD[:BOOST]",
+                   help=f"raise WORD's score by BOOST (default {HOTWORD_BOOST:g}, natural-log units) in beam search "
+                        "over a lexicon; words missing from the lexicon are added; repeat for several")
 
 
 def cmd_train(args) -> None:
@@ -59,14 +81,17 @@ def cmd_eval(args) -> None:
     if args.tuned:
         from .tune import stored_decoder
 
-        beam = stored_decoder(extra, tokenizer, workers=2)
+        beam = stored_decoder(extra, tokenizer, workers=2, hotwords=parse_hotwords(args.hotword))
         if beam is None:
             raise UserError(f"{args.bundle}: the bundle has no tuned decoder; run `speechrnn tune` first")
     elif args.beam:
         from .decode import BeamConfig, BeamDecoder
 
         beam = BeamDecoder(tokenizer, BeamConfig(beam_size=args.beam, lm=args.lm, lexicon=args.lexicon,
-                                                 lm_weight=args.lm_weight, word_score=args.word_score))
+                                                 lm_weight=args.lm_weight, word_score=args.word_score,
+                                                 hotwords=parse_hotwords(args.hotword)))
+    elif args.hotword:
+        raise UserError("--hotword works with beam search: add --beam N --lexicon FILE, or --tuned")
     result = evaluate(model, loader, tokenizer, device, beam)
     name = args.name or Path(args.manifest).stem
     rates = write_report(args.out, name, result["ids"], result["refs"], result["hyps"])
@@ -108,6 +133,8 @@ def cmd_transcribe(args) -> None:
                               ("word_score", args.word_score)) if v is not None}
     if args.beam:
         beam["beam_size"] = args.beam
+    if args.hotword:
+        beam["hotwords"] = parse_hotwords(args.hotword)
     decoding = "greedy" if args.greedy else "beam" if (args.beam or args.lexicon or args.lm) else "tuned"
     recognizer = Recognizer.load(args.bundle, device=args.device or "cpu", decoding=decoding, **beam)
     ink = recognizer.config.modality == "ink"
@@ -172,6 +199,30 @@ def cmd_plot(args) -> None:
     from .plot import plot_training_log
 
     out = plot_training_log(args.log, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def cmd_align(args) -> None:
+    import torch
+
+    from .plot import plot_alignment
+    from .recognizer import Recognizer
+
+    recognizer = Recognizer.load(args.bundle, decoding="greedy" if args.greedy else "tuned")
+    if recognizer.config.modality != "audio":
+        raise UserError(f"{args.bundle}: align draws audio; for ink use `speechrnn plot-ink`")
+    wav = recognizer.load_input(args.input)
+    (result,) = recognizer.transcribe_inputs([wav], timestamps=True)
+    frontend = recognizer.model.frontend
+    with torch.no_grad():
+        lens = torch.tensor([len(wav)])
+        feats, _ = frontend.raw(wav[None], lens)
+        log_probs, out_lens = recognizer.model(wav[None], lens)
+    hop = recognizer.config.features.hop_length / recognizer.config.features.sample_rate
+    out = plot_alignment(feats[0], hop, log_probs[0, : out_lens[0]], recognizer.shift, recognizer.tokenizer.symbols,
+                         result.words, args.output, f"{Path(args.input).name}: {result.text}")
+    for word in result.words:
+        print(f"{word.start:7.2f} {word.end:7.2f}  {word.confidence:.2f}  {word.text}")
     print(f"wrote {out}", file=sys.stderr)
 
 
@@ -253,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm-weight", type=float, default=0.5, help="with --lm: weight of the LM's log10 scores (0.5)")
     p.add_argument("--word-score", type=float, default=0.0, help="with --lexicon: score added per word (0)")
     p.add_argument("--tuned", action="store_true", help="decode with the beam search stored by `speechrnn tune`")
+    add_hotword_option(p)
     p.set_defaults(run=cmd_eval)
 
     p = commands.add_parser(
@@ -276,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm", help="ARPA LM for beam search (word LM with --lexicon, char LM without)")
     p.add_argument("--lm-weight", type=float, help="weight of the LM's log10 scores")
     p.add_argument("--word-score", type=float, help="score added per word (with --lexicon)")
+    add_hotword_option(p)
     p.add_argument("--chunk", type=int, default=64, help="files read and decoded at a time (64)")
     p.set_defaults(run=cmd_transcribe)
 
@@ -296,6 +349,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="text file (one sentence per line) or JSONL manifest (.jsonl) with \"text\"")
     p.add_argument("-o", "--output", required=True, help="lexicon file to write")
     p.set_defaults(run=cmd_lm_lexicon)
+
+    p = commands.add_parser("align", help="word times and confidences of one recording, drawn to PNG",
+                            description="Transcribe one audio file (tuned beam search if the bundle has one, else "
+                                        "greedy), align the words to the CTC posteriors, print start end "
+                                        "confidence word per line, and draw features, posteriors and words to PNG.")
+    p.add_argument("bundle", help="speech model bundle")
+    p.add_argument("input", help="audio file")
+    p.add_argument("-o", "--output", required=True, help="PNG path")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle has a tuned decoder")
+    p.set_defaults(run=cmd_align)
 
     p = commands.add_parser("export", help="export a bundle to ONNX (front-end + encoder + CTC head)",
                             description="Write the bundle's model as ONNX with dynamic batch and time axes: inputs "

@@ -23,7 +23,7 @@ import itertools
 import os
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -65,6 +65,8 @@ class BeamConfig:
     lexicon: str | None = None  # lexicon file (write_lexicon); None: lexicon-free decoding
     nbest: int = 1  # hypotheses returned per utterance
     log_add: bool = False  # merge equal hypotheses by log-add (True) or max (False)
+    hotwords: dict[str, float] = field(default_factory=dict)  # word -> score added per occurrence (needs a lexicon;
+    # words missing from it are added)
 
 
 @dataclass
@@ -136,6 +138,9 @@ class BeamDecoder:
             check_lexicon(config.lexicon, self.names)
         if config.lm is not None:
             check_lm(config.lm, config.lexicon is not None, self.names)
+        self._hotword_files = None
+        if config.hotwords:
+            config, self._hotword_files = with_hotwords(config, tokenizer)
         self._settings = (self.names, asdict(config))
         self._decoder = make_decoder(*self._settings)  # loads the LM: bad files fail here, not in a worker
         self._pool: Executor | None = None
@@ -219,6 +224,62 @@ class BeamDecoder:
                           am_score=am_score, lm_score=lm_score)
 
 
+def with_hotwords(config: BeamConfig, tokenizer: Tokenizer):
+    """`config` with a lexicon that holds every hotword (a copy of config.lexicon plus the missing ones, in a
+    temporary folder that the caller keeps alive). A hotword the model cannot spell is refused."""
+    import tempfile
+
+    if config.lexicon is None:
+        raise UserError("hotwords need a lexicon (--lexicon, or a bundle tuned with one): beam search boosts whole "
+                        "words of the lexicon")
+    names = flashlight_tokens(tokenizer)
+    spelled = {}
+    for word, boost in config.hotwords.items():
+        norm = normalize(word, tokenizer.config)
+        missing = [c for c in norm if c not in tokenizer.index]
+        if not norm or " " in norm or missing:
+            why = f"the model has no {missing[0]!r}" if missing else "it is not one word after normalisation"
+            raise UserError(f"hotword {word!r} cannot be recognised: {why}")
+        spelled[norm] = float(boost)
+    known = {line.split(maxsplit=1)[0] for line in Path(config.lexicon).read_text(encoding="utf-8").splitlines()
+             if line.strip()}
+    folder = tempfile.TemporaryDirectory(prefix="speechrnn-hotwords-")
+    lexicon = Path(folder.name) / "lexicon.txt"
+    extra = "".join(f"{w}\t{' '.join(names[tokenizer.index[c]] for c in w)} {SPACE}\n" for w in spelled if w not in known)
+    lexicon.write_text(Path(config.lexicon).read_text(encoding="utf-8").rstrip("\n") + "\n" + extra, encoding="utf-8")
+    return replace(config, lexicon=str(lexicon), hotwords=spelled), folder
+
+
+def _hotword_lm(config: dict):
+    """A flashlight LM that adds each hotword's boost to the score of the word LM (or of no LM) in lexicon mode.
+    The decoder multiplies LM scores by lm_weight, so the boost is divided by it here. Returns (lm, lm_weight)."""
+    from torchaudio.models.decoder import CTCDecoderLM
+    from torchaudio.models.decoder._ctc_decoder import _create_word_dict, _load_words
+
+    word_dict = _create_word_dict(_load_words(config["lexicon"]))  # the word ids ctc_decoder will use
+    base = _kenlm(config["lm"], word_dict) if config["lm"] and config["lm_weight"] else None
+    weight = config["lm_weight"] if base is not None else 1.0
+    boosts = {word_dict.get_index(w): b / weight for w, b in config["hotwords"].items()}
+
+    class HotwordLM(CTCDecoderLM):
+        def __init__(self):
+            super().__init__()
+            from torchaudio.models.decoder import CTCDecoderLMState
+            self.root = CTCDecoderLMState()
+
+        def start(self, start_with_nothing):
+            return base.start(start_with_nothing) if base is not None else self.root
+
+        def score(self, state, word):
+            state, score = base.score(state, word) if base is not None else (state, 0.0)
+            return state, score + boosts.get(word, 0.0)
+
+        def finish(self, state):
+            return base.finish(state) if base is not None else (state, 0.0)
+
+    return HotwordLM(), weight
+
+
 def make_decoder(names: list[str], config: dict):
     """torchaudio's flashlight CTCDecoder for flashlight token names and BeamConfig fields (as a dict)."""
     from torchaudio.models.decoder import ctc_decoder
@@ -226,7 +287,10 @@ def make_decoder(names: list[str], config: dict):
     try:
         with _quiet_stderr():  # KenLM draws a progress bar on stderr while it reads an ARPA file
             lm = config["lm"]
-            if lm is not None and config["lexicon"] is None:
+            if config["hotwords"]:
+                lm, lm_weight = _hotword_lm(config)
+                config = {**config, "lm_weight": lm_weight}
+            elif lm is not None and config["lexicon"] is None:
                 # The token LM must see token i as LM word i. Given a path, ctc_decoder maps the LM through a
                 # word dictionary of the tokens in hash order (not token order), so it scores the wrong tokens
                 # (fairseq fixed the same bug, facebookresearch/fairseq#5109). Load it here, in token order.
@@ -244,15 +308,15 @@ def make_decoder(names: list[str], config: dict):
         raise UserError(f"{what} could not be loaded: {message}") from None
 
 
-def _kenlm(path: str, names: list[str]):
-    """flashlight's KenLM with user index i = names[i]."""
+def _kenlm(path: str, names):
+    """flashlight's KenLM with user index i = names[i] (names: a list, or a flashlight Dictionary)."""
     from flashlight.lib.text.dictionary import Dictionary
 
     try:
         from flashlight.lib.text.decoder.kenlm import KenLM
     except ImportError:
         from flashlight.lib.text.decoder import KenLM
-    return KenLM(path, Dictionary(names))
+    return KenLM(path, names if isinstance(names, Dictionary) else Dictionary(names))
 
 
 @contextlib.contextmanager

@@ -77,3 +77,44 @@ def plot_inks(inks: list, output: str | Path, config=None, titles: list[str] | N
     fig.savefig(output, dpi=100)
     plt.close(fig)
     return output
+
+
+def plot_alignment(feats, feat_shift: float, log_probs, frame_shift: float, symbols: list[str], words,
+                   output: str | Path, title: str = "") -> Path:
+    """Three rows on one time axis (seconds): the log-mel features, the CTC posteriors of each symbol over the
+    model's frames (blank in grey), and the words with their start/end and confidence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    feats, probs = np.asarray(feats), np.exp(np.asarray(log_probs, dtype=np.float64))
+    duration = max(len(feats) * feat_shift, len(probs) * frame_shift)
+    fig, (spec_ax, post_ax, word_ax) = plt.subplots(3, 1, figsize=(12, 6.5), sharex=True,
+                                                    gridspec_kw={"height_ratios": [2, 2, 0.8]})
+    spec_ax.imshow(feats.T, origin="lower", aspect="auto", extent=(0, len(feats) * feat_shift, 0, feats.shape[1]),
+                   cmap="magma")
+    spec_ax.set(ylabel="mel band", title=title)
+    times = (np.arange(len(probs)) + 0.5) * frame_shift
+    post_ax.fill_between(times, probs[:, 0], color="0.85", step="mid", label="blank")
+    for k in range(1, probs.shape[1]):
+        if probs[:, k].max() > 0.2:  # label the symbols the model actually uses
+            line, = post_ax.plot(times, probs[:, k], drawstyle="steps-mid", linewidth=1)
+            peak = int(probs[:, k].argmax())
+            post_ax.text(times[peak], probs[peak, k] + 0.02, symbols[k] if symbols[k] != " " else "␣",
+                         color=line.get_color(), ha="center", fontsize=8)
+    post_ax.set(ylabel="CTC posterior", ylim=(0, 1.1))
+    for word in words:
+        for ax in (spec_ax, post_ax):
+            ax.axvline(word.start, color="white" if ax is spec_ax else "0.3", linewidth=0.8, linestyle="--")
+            ax.axvline(word.end, color="white" if ax is spec_ax else "0.3", linewidth=0.8, linestyle=":")
+        word_ax.axvspan(word.start, word.end, color=plt.cm.RdYlGn(word.confidence), alpha=0.6)
+        word_ax.text((word.start + word.end) / 2, 0.5, f"{word.text}\n{word.confidence:.2f}", ha="center",
+                     va="center", fontsize=8)
+    word_ax.set(xlabel="seconds", yticks=[], xlim=(0, duration))
+    word_ax.set_ylabel("words\n(confidence)", fontsize=8)
+    fig.tight_layout()
+    output = Path(output)
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
+    return output

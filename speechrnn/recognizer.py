@@ -20,7 +20,7 @@ import torchaudio.functional as AF
 from .align import Span, align, frame_shift
 from .audio import load_audio
 from .bundle import load_bundle
-from .errors import BundleError
+from .errors import BundleError, UserError
 from .config import Config, from_dict
 from .data import collate
 from .decode import greedy_decode
@@ -71,6 +71,9 @@ class Recognizer:
         decoder = None
         if decoding == "tuned":
             decoder = stored_decoder(extra, tokenizer, workers, **beam)
+            if decoder is None and beam:
+                raise UserError(f"{bundle}: no tuned decoder in the bundle to apply {', '.join(beam)} to; "
+                                f"give a lexicon (--lexicon) or run `speechrnn tune`")
         elif decoding == "beam":
             decoder = BeamDecoder(tokenizer, BeamConfig(**beam), workers=workers)
         return cls(model, tokenizer, config, torch.device(device), decoder)

@@ -163,3 +163,50 @@ def test_lm_unit_must_fit_the_mode(tmp_path, lexicon):
     bad.write_text("DOG\tD O G |\n")
     with pytest.raises(UserError, match=r"bad.txt:1: .*'D'"):
         BeamDecoder(TOKENIZER, BeamConfig(lexicon=str(bad)))
+
+
+# ---------------------------------------------------------------------------------------------- hotwords
+
+def ambiguous_yes_no(tokenizer):
+    """3 frames where "NO" (0.6 per frame) beats "YES" (0.4 per frame) by 3 ln 1.5 = 1.22 nats."""
+    def frame(**probs):
+        row = torch.full((len(tokenizer),), 1e-6)
+        for symbol, p in probs.items():
+            row[0 if symbol == "blank" else tokenizer.index[symbol]] = p
+        return (row / row.sum()).log()
+    return torch.stack([frame(Y=.4, N=.6), frame(E=.4, O=.6), frame(S=.4, blank=.6)])[None]
+
+
+@pytest.mark.parametrize("with_lm", [False, True])
+def test_hotword_boost_turns_a_near_miss_into_the_word_and_an_absent_one_changes_nothing(tmp_path, with_lm):
+    tokenizer = Tokenizer.build(["YES NO MAYBE"], TextConfig())
+    log_probs = ambiguous_yes_no(tokenizer)
+    lexicon = tmp_path / "words.lex"
+    write_lexicon(["YES", "NO"], tokenizer, lexicon)
+    lm = None
+    if with_lm:
+        lm = tmp_path / "words.arpa"
+        write_arpa(lm, ["NO NO", "NO", "YES NO", "NO YES"], 2, "word")
+    def best(hotwords):
+        config = BeamConfig(beam_size=8, lexicon=str(lexicon), lm=str(lm) if lm else None, hotwords=hotwords)
+        return BeamDecoder(tokenizer, config).decode(log_probs)[0][0]
+    plain = best({})
+    assert plain.text == "NO"
+    assert best({"YES": 0.5}).text == "NO"  # a boost smaller than the acoustic gap is not enough
+    assert best({"yes": 3.0}).text == "YES"  # normalised like transcripts
+    absent = best({"MAYBE": 5.0})  # a boosted word that is not said: same result and score
+    assert absent.text == plain.text and absent.score == pytest.approx(plain.score, abs=1e-5)
+
+
+def test_hotword_errors(tmp_path):
+    tokenizer = Tokenizer.build(["YES NO"], TextConfig())
+    lexicon = tmp_path / "words.lex"
+    write_lexicon(["YES", "NO"], tokenizer, lexicon)
+    with pytest.raises(UserError, match="hotwords need a lexicon"):
+        BeamDecoder(tokenizer, BeamConfig(hotwords={"YES": 2.0}))
+    with pytest.raises(UserError, match=r"hotword 'YES!Z' cannot be recognised: the model has no 'Z'"):
+        BeamDecoder(tokenizer, BeamConfig(lexicon=str(lexicon), hotwords={"YES!Z": 2.0}))
+    from speechrnn.cli import parse_hotwords
+    assert parse_hotwords(["YES", "NO:2.5"]) == {"YES": 5.0, "NO": 2.5}
+    with pytest.raises(UserError, match="must be a number"):
+        parse_hotwords(["NO:lots"])

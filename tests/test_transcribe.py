@@ -151,3 +151,14 @@ def test_tune_stores_a_lexicon_decoder_that_transcribe_uses(bundle, wavs, tmp_pa
     assert set(words) <= {"YES", "NO"}  # only lexicon words
     greedy = cli("transcribe", tuned, *wavs, "--greedy")
     assert greedy.stdout == cli("transcribe", bundle, *wavs).stdout  # --greedy: as before tuning
+
+
+def test_align_cli_prints_words_and_draws_them(bundle, wavs, tmp_path):
+    png = tmp_path / "align.png"
+    run = cli("align", bundle, wavs[0], "-o", png)
+    assert run.returncode == 0, run.stderr
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    text = cli("transcribe", bundle, wavs[0]).stdout.split("\t")[1].strip()
+    rows = [line.split() for line in run.stdout.splitlines()]
+    assert [row[3] for row in rows] == text.split()  # start end confidence word
+    assert all(float(row[0]) < float(row[1]) for row in rows)
