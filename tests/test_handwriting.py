@@ -84,6 +84,20 @@ def test_unipen_training_steps_lower_the_loss_and_the_bundle_reads_ink_files(uni
     # the CLI's text is what the Recognizer API reads from the same ink
     assert Recognizer.load(result.bundle).transcribe_inks([unipen_words[45].ink]) == [lines[0]["text"]]
 
+    # lexicon decoding as the recipe does it: the training words, word score tuned on dev, stored in the bundle
+    lexicon = tmp_path / "words.lex"
+    for command in (["lm", "lexicon", result.bundle, unipen_small / "train.jsonl", "-o", lexicon],
+                    ["tune", result.bundle, unipen_small / "dev.jsonl", "--lexicon", lexicon, "--word-scores", "0",
+                     "--beam", "8", "--workers", "1"],
+                    ["eval", result.bundle, unipen_small / "dev.jsonl", "--out", tmp_path, "--name", "dev_lex",
+                     "--tuned"]):
+        run = subprocess.run([sys.executable, "-m", "speechrnn", *map(str, command)], env=ENV, capture_output=True,
+                             text=True)
+        assert run.returncode == 0, run.stderr
+    words = {line.split("\t")[0] for line in lexicon.read_text().splitlines()}
+    hyps = [json.loads(line)["hyp"] for line in (tmp_path / "dev_lex.per_utt.jsonl").read_text().splitlines()]
+    assert len(hyps) == 10 and all(word in words for hyp in hyps for word in hyp.split())
+
     png = tmp_path / "words.png"
     run = subprocess.run([sys.executable, "-m", "speechrnn", "plot-ink", str(json_path), "--manifest",
                           str(unipen_small / "dev.jsonl"), "--first", "2", "--bundle", str(result.bundle), "-o", str(png)],

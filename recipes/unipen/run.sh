@@ -5,7 +5,8 @@
 #   0  data       find the UNIPEN archive (--unipen FILE.tar.gz, or an extracted folder)
 #   1  manifests  writer-disjoint train/dev/test manifests + ink stores (md5(writer) % 10: 0 test, 1 dev)
 #   2  train      speechrnn train; a killed run continues from exp/TAG/last.pt when started again
-#   3  decode     greedy decoding of dev and test; per-word results in exp/TAG/decode/
+#   3  decode     greedy decoding of dev and test; then beam search over the lexicon of the training words, its
+#                 word score tuned on dev (stored in the bundle), on dev and test; per-word results in exp/TAG/decode/
 #   4  score      CER and word error (a word is wrong unless every character is right) -> exp/TAG/decode/results.txt
 #   5  picture    a few test words as the model sees them, with what it read -> exp/TAG/test_words.png
 #
@@ -60,6 +61,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       speechrnn eval "$exp/model.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "$set"
     fi
   done
+  if [ -f "$exp/decode/test_lexicon.summary.json" ]; then
+    log "stage 3: lexicon decoding done, skipped"
+  else
+    log "stage 3: lexicon of the training words; word score tuned on dev; beam search on dev and test"
+    speechrnn lm lexicon "$exp/model.pt" exp/data/train.jsonl -o "$exp/words.lex"
+    speechrnn tune "$exp/model.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --word-scores -2 0 2 4
+    for set in dev test; do
+      speechrnn eval "$exp/model.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_lexicon" --tuned
+    done
+  fi
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -68,9 +79,9 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 import json, sys
 from pathlib import Path
 exp = Path(sys.argv[1])
-for name in ("dev", "test"):
+for name in ("dev", "test", "dev_lexicon", "test_lexicon"):
     s = json.loads((exp / "decode" / f"{name}.summary.json").read_text())
-    print(f"{exp.name} {name}: CER {100 * s['cer']:.2f} %, word error {100 * s['sentence_errors'] / s['utterances']:.2f} % "
+    print(f"{exp.name} {name:12}: CER {100 * s['cer']:.2f} %, word error {100 * s['sentence_errors'] / s['utterances']:.2f} % "
           f"({s['sentence_errors']}/{s['utterances']} words with any character wrong)")
 PY
 fi
