@@ -217,15 +217,21 @@ class BucketBatchSampler(Sampler[list[int]]):
     Each epoch the lengths get a little multiplicative noise before sorting (so batches differ between
     epochs) and the batch order is shuffled; both are seeded by (seed, epoch), so a resumed run sees
     exactly the batches an uninterrupted one would.
+
+    With `num_replicas` > 1 (distributed training) every rank builds the same list of batches and takes every
+    `num_replicas`-th from position `rank` on, after dropping the last `len % num_replicas` batches (fewer than
+    `num_replicas`, drawn afresh each epoch by the shuffle), so all ranks take the same number of steps.
     """
 
     def __init__(self, lengths: list[float], max_frames: float, shuffle: bool = True, seed: int = 0,
-                 max_batch_size: int = 512):
+                 max_batch_size: int = 512, num_replicas: int = 1, rank: int = 0):
         self.lengths = lengths
         self.max_frames = max_frames
         self.shuffle = shuffle
         self.seed = seed
         self.max_batch_size = max_batch_size
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -246,6 +252,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches.append(batch)
         if self.shuffle:
             rng.shuffle(batches)
+        if self.num_replicas > 1:
+            batches = batches[: len(batches) - len(batches) % self.num_replicas][self.rank :: self.num_replicas]
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -254,7 +262,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.batches())
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict:  # holds for any number of replicas: resuming on more or fewer ranks is fine
         return {"epoch": self.epoch, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:

@@ -1,17 +1,29 @@
 """Training: AdamW with warm-up and cosine decay, gradient clipping, AMP on CUDA, a progress bar, a JSONL log
 per epoch, early stopping on dev CER, and `last`/`best` checkpoints that hold everything needed to resume
-to the same model an uninterrupted run gives (model, optimizer, scheduler, sampler and RNG state)."""
+to the same model an uninterrupted run gives (model, optimizer, scheduler, sampler and RNG state).
 
+Under torchrun (`torchrun --nproc-per-node N -m speechrnn.train CONFIG [key=value ...] [--resume]`) each process
+trains a DistributedDataParallel replica on its share of every epoch's batches (NCCL on CUDA, gloo on CPU); rank 0
+alone evaluates, prints, logs and writes checkpoints, which hold the plain model and resume on any number of
+processes."""
+
+import contextlib
+import hashlib
 import json
 import math
+import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -54,9 +66,10 @@ def keep_trainable(dataset, tokenizer: Tokenizer, model: CTCModel, where: str):
     return dataset.subset(keep)
 
 
-def make_loader(dataset, config: Config, shuffle: bool, seed: int) -> DataLoader:
+def make_loader(dataset, config: Config, shuffle: bool, seed: int, num_replicas: int = 1, rank: int = 0) -> DataLoader:
+    """Length-bucketed batches; with `num_replicas` > 1, rank `rank`'s share of them (see BucketBatchSampler)."""
     sampler = BucketBatchSampler(dataset.frame_lengths, config.data.max_frames, shuffle=shuffle, seed=seed,
-                                 max_batch_size=config.data.max_batch_size)
+                                 max_batch_size=config.data.max_batch_size, num_replicas=num_replicas, rank=rank)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.data.num_workers)
 
 
@@ -125,15 +138,24 @@ def set_rng_state(state: dict) -> None:
 
 def train_one_epoch(model: CTCModel, loader: DataLoader, optimizer, scheduler, scaler, amp_dtype, grad_clip: float,
                     device: torch.device, desc: str) -> tuple[float, int, int]:
-    """One pass over `loader` with a progress bar. Returns (summed CTC loss, target tokens, utterances)."""
+    """One pass over `loader` with a progress bar. Returns (summed CTC loss, target tokens, utterances).
+
+    With `model` a DistributedDataParallel replica each step's gradient is the mean over the ranks of their
+    batch's loss per token, and only rank 0 shows the bar; the sums returned are this rank's."""
     ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
     loss_sum, token_sum, utt_count, started = 0.0, 0, 0, time.time()
+    distributed = isinstance(model, DistributedDataParallel)
     # on a terminal a live bar; in a log file (nohup, CI) a progress line a minute
     interactive = sys.stderr.isatty()
     bar = tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True, file=sys.stderr,
-               mininterval=0.1 if interactive else 60, ascii=not interactive)
+               mininterval=0.1 if interactive else 60, ascii=not interactive, disable=distributed and dist.get_rank() > 0)
     for batch in bar:
-        if not batch["ids"]:
+        if distributed:  # a batch none of whose files loaded is skipped by every rank, or the others would wait for it
+            empty = torch.tensor([0 if batch["ids"] else 1], device=device)
+            dist.all_reduce(empty, op=dist.ReduceOp.MAX)
+            if empty.item():
+                continue
+        elif not batch["ids"]:
             continue
         tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

@@ -5,8 +5,10 @@
 #   0  data       find the AN4 corpus (--an4 DIR), or download an4_sphere.tar.gz when there is none
 #   1  manifests  train/dev/test JSONL manifests (dev = 8 whole training speakers) + global CMVN stats
 #   2  train      speechrnn train; a killed run continues from exp/TAG/last.pt when started again
-#   3  decode     greedy decoding of dev and test; per-utterance results in exp/TAG/decode/
-#   4  score      WER/CER summary of dev and test -> exp/TAG/decode/results.txt
+#   3  decode     greedy decoding of dev and test; then beam search with a word 3-gram LM and the lexicon of the
+#                 training transcripts, LM weight and word score tuned on dev and stored in the bundle (so
+#                 `speechrnn transcribe` uses them); per-utterance results in exp/TAG/decode/
+#   4  score      WER/CER summary of dev and test, greedy and with the LM -> exp/TAG/decode/results.txt
 #
 # Usage: recipes/an4/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--an4 DIR] [key=value ...]
 # key=value arguments override the training config (e.g. model.rnn.cell=gru train.max_epochs=20).
@@ -66,6 +68,17 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       speechrnn eval "$exp/model.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "$set"
     fi
   done
+  if [ -f "$exp/decode/test_lm.summary.json" ]; then
+    log "stage 3: LM decoding done, skipped"
+  else
+    log "stage 3: word 3-gram LM and lexicon of the training transcripts; LM weight and word score tuned on dev"
+    speechrnn lm build exp/data/train.jsonl -o "$exp/words3.arpa" --order 3
+    speechrnn lm lexicon "$exp/model.pt" exp/data/train.jsonl -o "$exp/words.lex"
+    speechrnn tune "$exp/model.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --lm "$exp/words3.arpa"
+    for set in dev test; do
+      speechrnn eval "$exp/model.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_lm" --tuned
+    done
+  fi
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -74,9 +87,9 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 import json, sys
 from pathlib import Path
 exp = Path(sys.argv[1])
-for name in ("dev", "test"):
+for name in ("dev", "test", "dev_lm", "test_lm"):
     s = json.loads((exp / "decode" / f"{name}.summary.json").read_text())
-    print(f"{exp.name} {name}: WER {100 * s['wer']:.2f} % ({s['word_substitutions']} sub, {s['word_deletions']} del, "
+    print(f"{exp.name} {name:7}: WER {100 * s['wer']:.2f} % ({s['word_substitutions']} sub, {s['word_deletions']} del, "
           f"{s['word_insertions']} ins / {s['words']} words), CER {100 * s['cer']:.2f} %, "
           f"{s['sentence_errors']}/{s['utterances']} utterances wrong")
 PY
