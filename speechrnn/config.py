@@ -47,6 +47,8 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
     threads: int = 0  # torch CPU threads (0 = torch's default)
     tensorboard: bool = True  # also log to exp_dir/tensorboard when the tensorboard package is installed
+    dist_timeout: float = 600.0  # seconds a torchrun rank waits for the others (rank 0's dev evaluation and
+    # checkpoint writing must fit in it) before it stops with an error
 
 
 @dataclass

@@ -9,6 +9,7 @@ processes."""
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -148,7 +149,8 @@ def train_one_epoch(model: CTCModel, loader: DataLoader, optimizer, scheduler, s
     # on a terminal a live bar; in a log file (nohup, CI) a progress line a minute
     interactive = sys.stderr.isatty()
     bar = tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True, file=sys.stderr,
-               mininterval=0.1 if interactive else 60, ascii=not interactive, disable=distributed and dist.get_rank() > 0)
+               mininterval=0.1 if interactive else 60, ascii=not interactive,
+               disable=distributed and dist.get_rank() > 0)
     for batch in bar:
         if distributed:  # a batch none of whose files loaded is skipped by every rank, or the others would wait for it
             empty = torch.tensor([0 if batch["ids"] else 1], device=device)
@@ -187,17 +189,91 @@ class TrainResult:
     bundle: Path
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: the initialised process group's, else torchrun's environment's."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def fingerprint(*values) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def check_same_on_every_rank(config: Config, train_set, resumed_after: int) -> None:
+    """Stop every rank with the reason when a rank's config, training data or checkpoint differs from rank 0's."""
+    mine = {"config": fingerprint(to_dict(config)), "samples": len(train_set), "resumed": resumed_after,
+            "data": fingerprint(train_set.texts, train_set.tokens, train_set.input_lengths)}
+    ranks = [None] * dist.get_world_size()
+    dist.all_gather_object(ranks, mine)
+    first = ranks[0]
+    for rank, theirs in enumerate(ranks):
+        if theirs["config"] != first["config"]:
+            raise UserError(f"rank {rank} has another config than rank 0: start every process with the same config "
+                            "file and key=value overrides")
+        if theirs["data"] != first["data"]:
+            raise UserError(f"{config.data.train_manifest}: rank {rank} reads other training data than rank 0 "
+                            f"({theirs['samples']} usable samples against {first['samples']}, or other texts or "
+                            "lengths); every process must read the same manifest and audio (identical copies on "
+                            "every machine)")
+        if theirs["resumed"] != first["resumed"]:
+            raise UserError(f"{Path(config.train.exp_dir) / 'last.pt'}: rank {rank} resumes after epoch "
+                            f"{theirs['resumed']} but rank 0 after epoch {first['resumed']} (0: from scratch); "
+                            "train.exp_dir must be one folder that every machine shares")
+
+
+def from_rank0(*values) -> list:
+    """`values` as rank 0 has them. Every rank calls this: the others wait in it while rank 0 evaluates and writes."""
+    shared = list(values)
+    dist.broadcast_object_list(shared, src=0)
+    return shared
+
+
 def train(config: Config, resume: bool = False) -> TrainResult:
+    """Train a model (see the module's docstring). Under torchrun with WORLD_SIZE > 1, or in a process group the
+    caller initialised, with DistributedDataParallel; a rank that dies or does not answer within
+    train.dist_timeout seconds makes the others stop with a UserError that says so."""
+    device = select_device(config.train.device)
+    rank, world_size = world()
+    if world_size == 1:
+        return train_process(config, resume, device)
+    timeout = float(config.train.dist_timeout)
+    if device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    started_group = not dist.is_initialized()
+    try:
+        if started_group:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout),
+                                    device_id=device if device.type == "cuda" else None)
+        return train_process(config, resume, device)
+    except RuntimeError as err:  # gloo reports a lost peer as a plain RuntimeError, NCCL and the store as DistError
+        if not (isinstance(err, dist.DistError) or "gloo" in str(err)):
+            raise
+        detail = re.sub(r"^\[\S*\] ", "", (str(err).strip().splitlines() or [type(err).__name__])[0]).split(". ")[0]
+        raise UserError(f"rank {rank} of {world_size}: lost contact with the other training processes ({detail}): "
+                        f"another rank died (see its own error) or did not answer within train.dist_timeout="
+                        f"{timeout:g} s (raise it if a rank is only slow, e.g. rank 0 evaluating a large dev set)"
+                        ) from None
+    finally:
+        if started_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train_process(config: Config, resume: bool, device: torch.device) -> TrainResult:
+    """The whole training, or with an initialised process group of several ranks this rank's part of it."""
+    rank, world_size = world()
+    distributed, main = world_size > 1, rank == 0  # main: the process that evaluates, prints and writes files
     exp_dir = Path(config.train.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
-    device = select_device(config.train.device)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     checkpoint = None
     if resume:
         last = exp_dir / "last.pt"
         if not last.is_file():
-            print(f"note: --resume given but {last} does not exist; starting from scratch", file=sys.stderr)
+            if main:
+                print(f"note: --resume given but {last} does not exist; starting from scratch", file=sys.stderr)
         else:
             checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     torch.manual_seed(config.train.seed)
@@ -208,19 +284,24 @@ def train(config: Config, resume: bool = False) -> TrainResult:
                  else Tokenizer.build(manifest_texts(config.data.train_manifest), config.text))
     model = build_model(len(tokenizer), config, training=True).to(device)
     datasets = {}
-    for name, training in (("train", True), ("dev", False)):
+    for name, training in (("train", True), ("dev", False))[: 2 if main else 1]:  # only rank 0 evaluates on dev
         manifest = getattr(config.data, f"{name}_manifest")
-        dataset = keep_trainable(load_dataset(config, manifest, tokenizer, training), tokenizer, model, manifest)
-        tokenizer.report_unknown(manifest)
+        with contextlib.nullcontext() if main else contextlib.redirect_stderr(io.StringIO()):  # warnings once
+            dataset = keep_trainable(load_dataset(config, manifest, tokenizer, training), tokenizer, model, manifest)
+            tokenizer.report_unknown(manifest)
         if not len(dataset):
             raise UserError(f"{manifest}: no usable samples (see the warnings above)")
         datasets[name] = dataset
     train_set = datasets["train"]
-    train_loader = make_loader(train_set, config, True, config.train.seed)
-    dev_loader = make_loader(datasets["dev"], config, False, 0)
+    if distributed:
+        check_same_on_every_rank(config, train_set, checkpoint["epoch"] if checkpoint else 0)
+    train_loader = make_loader(train_set, config, True, config.train.seed, world_size, rank)
+    dev_loader = make_loader(datasets["dev"], config, False, 0) if main else None
     params = sum(p.numel() for p in model.parameters())
-    print(f"model: {params / 1e6:.2f} M parameters, vocabulary {len(tokenizer)}; train {len(train_set)} samples, "
-          f"dev {len(datasets['dev'])} samples; device {device}", file=sys.stderr)
+    if main:
+        print(f"model: {params / 1e6:.2f} M parameters, vocabulary {len(tokenizer)}; train {len(train_set)} samples, "
+              f"dev {len(datasets['dev'])} samples; device {device}"
+              f"{f' x {world_size} processes' if distributed else ''}", file=sys.stderr)
 
     if not checkpoint:
         if config.data.cmvn:
@@ -232,7 +313,10 @@ def train(config: Config, resume: bool = False) -> TrainResult:
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
                                   weight_decay=config.optim.weight_decay)
-    steps_per_epoch = len(train_loader.batch_sampler)
+    steps_per_epoch = len(train_loader.batch_sampler)  # per rank: each step takes one batch on every rank
+    if not steps_per_epoch:
+        raise UserError(f"{config.data.train_manifest}: {len(train_set)} samples make fewer batches than the "
+                        f"{world_size} processes; lower data.max_frames or start fewer processes")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(config.optim.warmup_steps, steps_per_epoch * config.train.max_epochs,
                              config.optim.final_lr_ratio))
@@ -251,17 +335,35 @@ def train(config: Config, resume: bool = False) -> TrainResult:
         start_epoch = checkpoint["epoch"] + 1
         best_cer, best_epoch, stale = checkpoint["best_cer"], checkpoint["best_epoch"], checkpoint["stale"]
         train_seconds = checkpoint["train_seconds"]
-        print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
+        if main:
+            print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
+        trained_on = checkpoint.get("world_size", 1)
+        if trained_on != world_size:
+            # model, optimizer and sampler (epoch, seed) carry over to any number of processes, but an epoch now
+            # takes another number of steps: the LR schedule (planned in steps) goes on at the same fraction
+            sampler = train_loader.batch_sampler
+            before = len(BucketBatchSampler(sampler.lengths, sampler.max_frames, seed=sampler.seed,
+                                            max_batch_size=sampler.max_batch_size, num_replicas=trained_on))
+            step = round(scheduler.last_epoch * steps_per_epoch / max(before, 1))
+            if main:
+                print(f"note: {exp_dir / 'last.pt'} was trained on {trained_on} process(es), this run has "
+                      f"{world_size}: an epoch is {steps_per_epoch} steps instead of {before}, the LR schedule "
+                      f"goes on at step {step} instead of {scheduler.last_epoch}", file=sys.stderr)
+            scheduler.last_epoch = step - 1
+            scheduler.step()
+    net = model
+    if distributed:  # averages the gradients over the ranks in backward; `model` stays the plain module
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     writer = None
-    if config.train.tensorboard:
+    if config.train.tensorboard and main:
         try:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(exp_dir / "tensorboard"))
         except ImportError:
             pass
     log_path = exp_dir / "train_log.jsonl"
-    if log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
+    if main and log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
         done = checkpoint["epoch"] if checkpoint else 0
         kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["epoch"] <= done]
         log_path.write_text("".join(line + "\n" for line in kept))
@@ -271,16 +373,25 @@ def train(config: Config, resume: bool = False) -> TrainResult:
         if config.train.patience and stale >= config.train.patience:
             break
         started = time.time()
-        model.train()
+        net.train()
         if model.specaugment is not None:
             model.specaugment.enabled = epoch >= config.specaugment.start_epoch
         train_loader.batch_sampler.set_epoch(epoch)
         train_set.epoch = epoch
+        if distributed:  # each rank its own dropout and masks, drawn from (seed, epoch, rank): resumes draw the same
+            torch.manual_seed(int(np.random.SeedSequence([config.train.seed, epoch, rank]).generate_state(1)[0]))
         loss_sum, token_sum, utt_count = train_one_epoch(
-            model, train_loader, optimizer, scheduler, scaler, amp_dtype if use_amp else None, config.optim.grad_clip,
+            net, train_loader, optimizer, scheduler, scaler, amp_dtype if use_amp else None, config.optim.grad_clip,
             device, f"epoch {epoch}/{config.train.max_epochs}")
+        if distributed:  # the log holds every rank's batches
+            sums = torch.tensor([loss_sum, token_sum, utt_count], dtype=torch.float64, device=device)
+            dist.all_reduce(sums)
+            loss_sum, token_sum, utt_count = sums[0].item(), int(sums[1]), int(sums[2])
         epoch_seconds = time.time() - started
         train_seconds += epoch_seconds
+        if not main:  # wait for rank 0's evaluation and checkpoint, and its word on early stopping
+            best_cer, best_epoch, stale, train_seconds = from_rank0(best_cer, best_epoch, stale, train_seconds)
+            continue
         dev = evaluate(model, dev_loader, tokenizer, device)
         rates = dev["rates"]
         improved = rates.cer < best_cer
@@ -303,17 +414,31 @@ def train(config: Config, resume: bool = False) -> TrainResult:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "scaler": scaler.state_dict(), "sampler": train_loader.batch_sampler.state_dict(), "rng": rng_state(),
                  "epoch": epoch, "best_cer": best_cer, "best_epoch": best_epoch, "stale": stale,
-                 "train_seconds": train_seconds, "config": to_dict(config), "tokenizer": tokenizer.to_dict()}
+                 "train_seconds": train_seconds, "config": to_dict(config), "tokenizer": tokenizer.to_dict(),
+                 "world_size": world_size}
         # best before last: a run killed between the two writes still finds best.pt when it resumes
         if improved:
             atomic_save(state, exp_dir / "best.pt")
         atomic_save(state, exp_dir / "last.pt")
+        if distributed:
+            from_rank0(best_cer, best_epoch, stale, train_seconds)
     if writer:
         writer.close()
 
-    best = torch.load(exp_dir / "best.pt", map_location="cpu", weights_only=True)
     bundle_path = exp_dir / "model.pt"
+    if not main:
+        dist.barrier()  # until rank 0 has written the bundle
+        return TrainResult(best_epoch, best_cer, epoch, train_seconds, bundle_path)
+    best = torch.load(exp_dir / "best.pt", map_location="cpu", weights_only=True)
     save_bundle(bundle_path, best["model"], best["config"], best["tokenizer"],
                 extra={"epoch": best["epoch"], "dev_cer": best["best_cer"], "train_seconds": best["train_seconds"]})
     print(f"best dev CER {100 * best_cer:.2f} % at epoch {best_epoch}; bundle written to {bundle_path}", file=sys.stderr)
+    if distributed:
+        dist.barrier()
     return TrainResult(best_epoch, best_cer, epoch, train_seconds, bundle_path)
+
+
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m speechrnn.train CONFIG [key=value ...] [--resume]
+    from .cli import main
+
+    main(["train", *sys.argv[1:]])

@@ -10,13 +10,15 @@
 #                 `speechrnn transcribe` uses them); per-utterance results in exp/TAG/decode/
 #   4  score      WER/CER summary of dev and test, greedy and with the LM -> exp/TAG/decode/results.txt
 #
-# Usage: recipes/an4/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--an4 DIR] [key=value ...]
+# Usage: recipes/an4/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--nproc N] [--an4 DIR] [key=value ...]
+# --nproc N trains with N processes (torchrun, DistributedDataParallel; one GPU each when there are GPUs).
 # key=value arguments override the training config (e.g. model.rnn.cell=gru train.max_epochs=20).
 set -euo pipefail
 cd "$(dirname "$0")"
 stage=0
 stop_stage=4
 conf=conf/default.yaml
+nproc=1
 tag=
 an4=../../../shared/data/an4
 . ../../tools/parse_options.sh "$@"
@@ -54,7 +56,12 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     log "stage 2: $exp/model.pt exists, skipped"
   else
     log "stage 2: training into $exp (log: $exp/train_log.jsonl)"
-    speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
+    if [ "$nproc" -gt 1 ]; then  # DistributedDataParallel: gloo on CPU, NCCL with one GPU per process
+      torchrun --standalone --nproc-per-node "$nproc" -m speechrnn.train "$conf" train.exp_dir="$exp" \
+        "${overrides[@]}" --resume
+    else
+      speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
+    fi
     speechrnn plot "$exp/train_log.jsonl" -o "$exp/train_curves.png"
   fi
 fi

@@ -10,14 +10,16 @@
 #   4  score      CER and word error (a word is wrong unless every character is right) -> exp/TAG/decode/results.txt
 #   5  picture    a few test words as the model sees them, with what it read -> exp/TAG/test_words.png
 #
-# Usage: recipes/unipen/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--unipen PATH]
+# Usage: recipes/unipen/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--nproc N] [--unipen PATH]
 #                              [key=value ...]
+# --nproc N trains with N processes (torchrun, DistributedDataParallel; one GPU each when there are GPUs).
 # key=value arguments override the training config (e.g. model.rnn.cell=gru train.max_epochs=10).
 set -euo pipefail
 cd "$(dirname "$0")"
 stage=0
 stop_stage=5
 conf=conf/default.yaml
+nproc=1
 tag=
 unipen=../../../shared/data/unipen/train_r01_v07_cat6.tar.gz
 . ../../tools/parse_options.sh "$@"
@@ -47,7 +49,12 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     log "stage 2: $exp/model.pt exists, skipped"
   else
     log "stage 2: training into $exp (log: $exp/train_log.jsonl)"
-    speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
+    if [ "$nproc" -gt 1 ]; then  # DistributedDataParallel: gloo on CPU, NCCL with one GPU per process
+      torchrun --standalone --nproc-per-node "$nproc" -m speechrnn.train "$conf" train.exp_dir="$exp" \
+        "${overrides[@]}" --resume
+    else
+      speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
+    fi
     speechrnn plot "$exp/train_log.jsonl" -o "$exp/train_curves.png"
   fi
 fi
