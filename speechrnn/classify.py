@@ -13,14 +13,12 @@ bundle. Manifests are the usual JSONL ones with a `label` field (audio_filepath,
 
 import argparse
 import json
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import nn
@@ -34,7 +32,7 @@ from .errors import BundleError, ConfigError, ManifestError, UserError
 from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig
 from .model import Encoder, ModelConfig
 from .rnn import RNN_CELLS
-from .train import compute_cmvn, lr_lambda, make_loader, rng_state, select_device, set_rng_state
+from .train import compute_cmvn, lr_lambda, make_loader, rng_state, select_device, set_rng_state, start_run
 
 TASK = "classify"  # bundle["extra"]["task"] of a classifier bundle
 POOLINGS = ("mean", "attention")
@@ -256,20 +254,8 @@ class ClassifyResult:
 
 def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
     """Train a SequenceClassifier; writes last.pt/best.pt, train_log.jsonl and the bundle model.pt in exp_dir."""
-    exp_dir = Path(config.train.exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(config.train.device)
-    if config.train.threads > 0:
-        torch.set_num_threads(config.train.threads)
-    checkpoint = None
-    if resume:
-        if (exp_dir / "last.pt").is_file():
-            checkpoint = torch.load(exp_dir / "last.pt", map_location="cpu", weights_only=True)
-        else:
-            print(f"note: --resume given but {exp_dir / 'last.pt'} does not exist; starting from scratch", file=sys.stderr)
-    torch.manual_seed(config.train.seed)
-    random.seed(config.train.seed)
-    np.random.seed(config.train.seed)
+    exp_dir, checkpoint = start_run(config, resume)
 
     if checkpoint:
         classes = checkpoint["classes"]

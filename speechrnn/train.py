@@ -260,25 +260,30 @@ def train(config: Config, resume: bool = False) -> TrainResult:
             dist.destroy_process_group()
 
 
-def train_process(config: Config, resume: bool, device: torch.device) -> TrainResult:
-    """The whole training, or with an initialised process group of several ranks this rank's part of it."""
-    rank, world_size = world()
-    distributed, main = world_size > 1, rank == 0  # main: the process that evaluates, prints and writes files
+def start_run(config, resume: bool, announce: bool = True) -> tuple[Path, dict | None]:
+    """Shared by the trainers: create exp_dir, set the CPU threads and the seeds; with `resume`, the exp_dir/last.pt
+    checkpoint (None when there is none yet, or without `resume`)."""
     exp_dir = Path(config.train.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     checkpoint = None
-    if resume:
-        last = exp_dir / "last.pt"
-        if not last.is_file():
-            if main:
-                print(f"note: --resume given but {last} does not exist; starting from scratch", file=sys.stderr)
-        else:
-            checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    last = exp_dir / "last.pt"
+    if resume and last.is_file():
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    elif resume and announce:
+        print(f"note: --resume given but {last} does not exist; starting from scratch", file=sys.stderr)
     torch.manual_seed(config.train.seed)
     random.seed(config.train.seed)
     np.random.seed(config.train.seed)
+    return exp_dir, checkpoint
+
+
+def train_process(config: Config, resume: bool, device: torch.device) -> TrainResult:
+    """The whole training, or with an initialised process group of several ranks this rank's part of it."""
+    rank, world_size = world()
+    distributed, main = world_size > 1, rank == 0  # main: the process that evaluates, prints and writes files
+    exp_dir, checkpoint = start_run(config, resume, announce=main)
 
     tokenizer = (Tokenizer.from_dict(checkpoint["tokenizer"]) if checkpoint
                  else Tokenizer.build(manifest_texts(config.data.train_manifest), config.text))

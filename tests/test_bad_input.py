@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-import yaml
 
 from speechrnn.audio import load_audio
 from speechrnn.bundle import FORMAT, VERSION, load_bundle, save_bundle

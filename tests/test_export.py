@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import onnx  # the dev extra installs speechrnn[onnx]: onnx and onnxruntime
+import onnx  # noqa: F401  (the dev extra installs speechrnn[onnx]: onnx and onnxruntime)
 
 from speechrnn.bundle import save_bundle
 from speechrnn.config import load_config, to_dict

@@ -4,7 +4,6 @@ here and on a few real words of the shared UNIPEN archive."""
 import hashlib
 import importlib.util
 import io
-import re
 import sys
 import tarfile
 from pathlib import Path
