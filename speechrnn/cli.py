@@ -244,7 +244,7 @@ def cmd_plot_ink(args) -> None:
         inks.append(read_ink(path))
         names.append(Path(path).name)
     if args.manifest:
-        for entry in read_manifest(args.manifest, INK_FIELDS)[: args.first]:
+        for entry in read_manifest(args.manifest, INK_FIELDS)[:: args.stride][: args.first]:
             inks.append(load_ink(entry))
             names.append(entry["id"])
     if not inks:
@@ -392,8 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "in red). With --bundle, the bundle's ink settings are used and the "
                                         "recognised text is shown.")
     p.add_argument("inputs", nargs="*", help="ink files (.json, .inkml, IAM-OnDB .xml)")
-    p.add_argument("--manifest", help="ink manifest (.jsonl); its first --first samples are drawn")
+    p.add_argument("--manifest", help="ink manifest (.jsonl); its first --first samples (every --stride-th) are drawn")
     p.add_argument("--first", type=int, default=4, help="with --manifest: how many samples (4)")
+    p.add_argument("--stride", type=int, default=1, help="with --manifest: take every N-th sample (1)")
     p.add_argument("--bundle", help="handwriting model bundle: use its ink settings and show what it reads")
     p.add_argument("--flip-y", action="store_true", help="without --bundle: the ink is y-down (screen coordinates)")
     p.add_argument("-o", "--output", required=True, help="PNG path")

@@ -95,6 +95,6 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: picture of test words"
-  speechrnn plot-ink --manifest exp/data/test.jsonl --first 6 --bundle "$exp/model.pt" -o "$exp/test_words.png"
+  speechrnn plot-ink --manifest exp/data/test.jsonl --first 6 --stride 1511 --bundle "$exp/model.pt" -o "$exp/test_words.png"
   log "done: per-word results in $exp/decode/{dev,test}.per_utt.jsonl"
 fi
