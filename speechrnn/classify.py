@@ -32,7 +32,8 @@ from .errors import BundleError, ConfigError, ManifestError, UserError
 from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig
 from .model import Encoder, ModelConfig
 from .rnn import RNN_CELLS
-from .train import compute_cmvn, lr_lambda, make_loader, rng_state, select_device, set_rng_state, start_run
+from .train import (build_optimizer, init_cmvn, lr_lambda, make_loader, rng_state, select_device, set_rng_state,
+                    start_run)
 
 TASK = "classify"  # bundle["extra"]["task"] of a classifier bundle
 POOLINGS = ("mean", "attention")
@@ -278,15 +279,8 @@ def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
           f"utterances; device {device}", file=sys.stderr)
 
     if not checkpoint:
-        if config.data.cmvn:
-            stats = torch.load(config.data.cmvn, map_location="cpu", weights_only=True)
-            model.frontend.set_cmvn(stats["mean"], stats["std"])
-        else:  # statistics of the training audio as it is, without augmentation
-            plain = make_loader(train_set.without_augmentation(), config, False, 0)
-            model.frontend.set_cmvn(*compute_cmvn(model.frontend, plain, device))
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
-                                  weight_decay=config.optim.weight_decay)
+        init_cmvn(model.frontend, config, train_set, device)
+    optimizer = build_optimizer(model, config)
     steps_per_epoch = len(train_loader.batch_sampler)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(
         config.optim.warmup_steps, steps_per_epoch * config.train.max_epochs, config.optim.final_lr_ratio))

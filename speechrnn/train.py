@@ -260,6 +260,22 @@ def train(config: Config, resume: bool = False) -> TrainResult:
             dist.destroy_process_group()
 
 
+def init_cmvn(frontend: Cmvn, config, train_set, device: torch.device) -> None:
+    """The front-end's CMVN from config.data.cmvn (`speechrnn stats`), else from the training inputs as they are
+    (without augmentation)."""
+    if config.data.cmvn:
+        stats = torch.load(config.data.cmvn, map_location="cpu", weights_only=True)
+        frontend.set_cmvn(stats["mean"], stats["std"])
+    else:
+        plain = make_loader(train_set.without_augmentation(), config, False, 0)
+        frontend.set_cmvn(*compute_cmvn(frontend, plain, device))
+
+
+def build_optimizer(model: torch.nn.Module, config) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
+                             weight_decay=config.optim.weight_decay)
+
+
 def start_run(config, resume: bool, announce: bool = True) -> tuple[Path, dict | None]:
     """Shared by the trainers: create exp_dir, set the CPU threads and the seeds; with `resume`, the exp_dir/last.pt
     checkpoint (None when there is none yet, or without `resume`)."""
@@ -309,15 +325,8 @@ def train_process(config: Config, resume: bool, device: torch.device) -> TrainRe
               f"{f' x {world_size} processes' if distributed else ''}", file=sys.stderr)
 
     if not checkpoint:
-        if config.data.cmvn:
-            stats = torch.load(config.data.cmvn, map_location="cpu", weights_only=True)
-            model.frontend.set_cmvn(stats["mean"], stats["std"])
-        else:  # statistics of the training inputs as they are, without augmentation
-            plain = make_loader(train_set.without_augmentation(), config, False, 0)
-            model.frontend.set_cmvn(*compute_cmvn(model.frontend, plain, device))
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
-                                  weight_decay=config.optim.weight_decay)
+        init_cmvn(model.frontend, config, train_set, device)
+    optimizer = build_optimizer(model, config)
     steps_per_epoch = len(train_loader.batch_sampler)  # per rank: each step takes one batch on every rank
     if not steps_per_epoch:
         raise UserError(f"{config.data.train_manifest}: {len(train_set)} samples make fewer batches than the "
