@@ -109,8 +109,8 @@ class Recognizer:
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         results: list[Transcript | None] = [None] * len(inputs)
         batch: list[int] = []
-        for position, index in enumerate(order + [None]):
-            full = index is None or (batch and self._units(len(inputs[index])) * (len(batch) + 1) > self.max_batch_seconds)
+        for index in order + [None]:  # None: flush the last batch
+            full = index is None or self._units(len(inputs[index])) * (len(batch) + 1) > self.max_batch_seconds
             if full and batch:
                 for i, transcript in zip(batch, self._decode_batch([inputs[i] for i in batch], timestamps)):
                     results[i] = transcript
