@@ -32,7 +32,7 @@ from .errors import BundleError, ConfigError, ManifestError, UserError
 from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig
 from .model import Encoder, ModelConfig
 from .rnn import RNN_CELLS
-from .train import (build_optimizer, init_cmvn, lr_lambda, make_loader, rng_state, select_device, set_rng_state,
+from .train import (build_optimizer, init_cmvn, trim_log, lr_lambda, make_loader, rng_state, select_device, set_rng_state,
                     start_run)
 
 TASK = "classify"  # bundle["extra"]["task"] of a classifier bundle
@@ -302,9 +302,7 @@ def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
         print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
     log_path = exp_dir / "train_log.jsonl"
     if log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
-        done = checkpoint["epoch"] if checkpoint else 0
-        kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["epoch"] <= done]
-        log_path.write_text("".join(line + "\n" for line in kept))
+        trim_log(log_path, checkpoint["epoch"] if checkpoint else 0)
 
     interactive = sys.stderr.isatty()
     epoch = start_epoch - 1

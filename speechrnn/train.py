@@ -260,6 +260,12 @@ def train(config: Config, resume: bool = False) -> TrainResult:
             dist.destroy_process_group()
 
 
+def trim_log(log_path: Path, done: int) -> None:
+    """Keep only the JSONL epoch records up to epoch `done` (the one a resumed checkpoint holds)."""
+    kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["epoch"] <= done]
+    log_path.write_text("".join(line + "\n" for line in kept))
+
+
 def init_cmvn(frontend: Cmvn, config, train_set, device: torch.device) -> None:
     """The front-end's CMVN from config.data.cmvn (`speechrnn stats`), else from the training inputs as they are
     (without augmentation)."""
@@ -378,9 +384,7 @@ def train_process(config: Config, resume: bool, device: torch.device) -> TrainRe
             pass
     log_path = exp_dir / "train_log.jsonl"
     if main and log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
-        done = checkpoint["epoch"] if checkpoint else 0
-        kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["epoch"] <= done]
-        log_path.write_text("".join(line + "\n" for line in kept))
+        trim_log(log_path, checkpoint["epoch"] if checkpoint else 0)
 
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.train.max_epochs + 1):
