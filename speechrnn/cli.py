@@ -227,10 +227,17 @@ def cmd_align(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .export import export_onnx
+    if not (args.onnx or args.int8):
+        raise UserError("export: name an output, --onnx OUT.onnx and/or --int8 OUT.pt")
+    if args.onnx:
+        from .export import export_onnx
 
-    out = export_onnx(args.bundle, args.onnx, opset=args.opset, inputs=args.inputs)
-    print(f"wrote {out}", file=sys.stderr)
+        print(f"wrote {export_onnx(args.bundle, args.onnx, opset=args.opset, inputs=args.inputs)}", file=sys.stderr)
+    if args.int8:
+        from .bundle import repack_bundle
+
+        repack_bundle(args.bundle, args.int8, "int8")
+        print(f"wrote {args.int8} ({Path(args.int8).stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
 
 
 def cmd_plot_ink(args) -> None:
@@ -360,14 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle has a tuned decoder")
     p.set_defaults(run=cmd_align)
 
-    p = commands.add_parser("export", help="export a bundle to ONNX (front-end + encoder + CTC head)",
+    p = commands.add_parser("export", help="export a bundle to ONNX, or as a 4x smaller int8 bundle",
                             description="Write the bundle's model as ONNX with dynamic batch and time axes: inputs "
                                         "(B, N) waveforms [or (B, T, F) features] + input_lens (B,) -> log_probs "
                                         "(B, T', V) + output_lens (B,); vocabulary and feature settings are in the "
                                         "model's metadata. Checked against torch with onnxruntime. "
-                                        "Needs pip install 'speechrnn[onnx]'.")
+                                        "Needs pip install 'speechrnn[onnx]'. --int8 writes a bundle whose "
+                                        "weight matrices are int8 with a scale per row (about 4x smaller; loaded "
+                                        "back as float32, so it runs everywhere a bundle does).")
     p.add_argument("bundle", help="model bundle")
-    p.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write (its folder is created)")
+    p.add_argument("--onnx", metavar="OUT", help="ONNX file to write (its folder is created)")
+    p.add_argument("--int8", metavar="OUT", help="int8-weight bundle to write (e.g. for shipping a model)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 11..20 (default 17)")
     p.add_argument("--inputs", choices=["waveform", "features"], default="waveform",
                    help="audio bundles: the graph starts at the waveform (default) or at the features before CMVN "

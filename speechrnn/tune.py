@@ -62,7 +62,7 @@ def store_decoding(bundle_path, beam: BeamConfig, dev_wer: float) -> None:
                 "lexicon": Path(beam.lexicon).read_text(encoding="utf-8") if beam.lexicon else None,
                 "lm": Path(beam.lm).read_text(encoding="utf-8") if beam.lm else None}
     save_bundle(bundle_path, bundle["state_dict"], bundle["config"], bundle["tokenizer"],
-                {**bundle.get("extra", {}), "decoding": decoding})
+                {**bundle.get("extra", {}), "decoding": decoding}, bundle["weights"])
 
 
 def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overrides) -> BeamDecoder | None:

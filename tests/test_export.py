@@ -214,3 +214,31 @@ def test_cli_export(exported, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "not a speechrnn model bundle" in err[0]
+
+
+def test_int8_bundle_is_smaller_and_decodes_like_float(exported, tmp_path):
+    """`speechrnn export --int8`: matrices stored as int8 with a scale per row, loaded back as float32; the
+    log-probs stay close to the float model's and re-saving (as `tune` does) keeps the int8 storage."""
+    from speechrnn.bundle import load_bundle, repack_bundle, save_bundle
+
+    bundle, _ = exported["audio-conv-bilstm"]
+    packed = tmp_path / "int8.pt"
+    repack_bundle(bundle, packed, "int8")
+    assert packed.stat().st_size < 0.5 * bundle.stat().st_size
+    raw = torch.load(packed, weights_only=True)
+    assert any(value.dtype == torch.int8 for value in raw["state_dict"].values())
+    reference, _, _, _ = load_model(bundle)
+    model, _, _, _ = load_model(packed)
+    for name, value in reference.state_dict().items():  # per-row int8 error is at most half a step
+        step = value.float().reshape(len(value), -1).abs().amax(1) / 127 if value.dim() >= 2 else torch.zeros(1)
+        error = (model.state_dict()[name] - value).reshape(len(value), -1).abs().amax(1)
+        assert torch.all(error <= step.reshape(-1)[: len(error)] * 0.5 + 1e-7), name
+    wav = torch.randn(2, 8000) * 0.1
+    lens = torch.tensor([8000, 5000])
+    with torch.no_grad():
+        ref_lp, _ = reference(wav, lens)
+        lp, _ = model(wav, lens)
+    assert (ref_lp.exp() - lp.exp()).abs().max() < 0.05
+    b = load_bundle(packed)
+    save_bundle(tmp_path / "again.pt", b["state_dict"], b["config"], b["tokenizer"], b["extra"], b["weights"])
+    assert abs((tmp_path / "again.pt").stat().st_size - packed.stat().st_size) < 1024
