@@ -12,20 +12,38 @@ chosen on dev only (lowest dev WER; ties go to the first setting of the grid); t
 settings. Speed is decoding only (the log-probs are computed beforehand): utterances per second for the whole
 test set in one decode() call, serial, the median of --repeats timings. A second table times the parallel
 options for the beam decoders: serial, a thread pool (one flashlight decoder per thread) and the process pool
-of BeamDecoder(workers=N).
+of BeamDecoder(workers=N). RTF (real-time factor) is decoding seconds over the seconds of test audio (the
+manifest's durations).
+
+--pyctcdecode PYTHON adds a table that compares ours with pyctcdecode on the same posteriors, the same word ARPA
+file and the same beam size. PYTHON is the interpreter of a separate venv that has pyctcdecode and kenlm (it pins
+numpy<2, so it is no dependency of speechrnn; benchmarks/bench_pyctcdecode.sh makes that venv and runs this
+script). The log-probs are written to an .npz, and benchmarks/pyctcdecode_worker.py decodes them in that venv.
+pyctcdecode's alpha and beta are chosen on dev by the same rule and on the same grid as ours: lm_weight /
+ln(10) for alpha (pyctcdecode multiplies the LM's natural-log score by alpha, flashlight the log10 score by
+lm_weight, so the scales are equal), and word_score for beta (both add it once per word). Both WERs come from
+speechrnn.metrics; the timings alternate, one round of each decoder in turn, so that a load on the machine
+hits all alike. Ours runs twice: with BeamConfig's default pruning, and with pyctcdecode's (beam_threshold 10 for
+its beam_prune_logp -10, token_min_logp -5 as its own).
 
 Run:  python benchmarks/bench_decode.py --bundle exp/an4/model.pt --data exp/an4/data [--workers 2]
       (--data: a folder with train.jsonl, dev.jsonl, test.jsonl)
+      benchmarks/bench_pyctcdecode.sh --bundle exp/an4/model.pt --data exp/an4/data   (with pyctcdecode)
 """
 
 import argparse
+import json
+import math
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from speechrnn.data import AudioDataset, collate, load_utterances
@@ -33,10 +51,11 @@ from speechrnn.decode import BeamConfig, BeamDecoder, greedy_decode, write_lexic
 from speechrnn.lm import write_arpa
 from speechrnn.metrics import error_rates
 from speechrnn.recognizer import load_model
-from speechrnn.text import normalize
+from speechrnn.text import BLANK, normalize
 
 CHAR_GRID = {"lm_weight": [0.25, 0.5, 0.75, 1.0, 1.5], "sil_score": [-2.0, -1.0, 0.0, 1.0]}
 WORD_GRID = {"lm_weight": [0.25, 0.5, 1.0, 2.0], "word_score": [-1.0, 0.0, 1.0, 2.0]}
+PYCTCDECODE_PRUNING = {"beam_threshold": 10.0, "token_min_logp": -5.0}  # its beam_prune_logp and token_min_logp
 
 
 def parse_args():
@@ -50,6 +69,9 @@ def parse_args():
     parser.add_argument("--workers", type=int, default=2, help="pool size for the parallel table")
     parser.add_argument("--repeats", type=int, default=3, help="timings per system (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the acoustic model")
+    parser.add_argument("--pyctcdecode", metavar="PYTHON",
+                        help="python of a venv with pyctcdecode + kenlm: add the ours-vs-pyctcdecode table")
+    parser.add_argument("--no-parallel", action="store_true", help="skip the table of parallel decoding")
     return parser.parse_args()
 
 
@@ -120,6 +142,7 @@ def main():
     test_refs, test_lp, test_lens = log_probs_of(model, tokenizer, config, data / "test.jsonl")
     print(f"log-probs: dev {len(dev_refs)}, test {len(test_refs)} utterances "
           f"({time.perf_counter() - start:.1f} s, computed once)")
+    test_audio = sum(u.duration for u in load_utterances(data / "test.jsonl"))
 
     train = [normalize(u.text, tokenizer.config) for u in load_utterances(data / "train.jsonl")]
     char_lm, word_lm = work / f"char{args.char_order}.arpa", work / f"word{args.word_order}.arpa"
@@ -147,7 +170,8 @@ def main():
     }
     print(f"\ntest set, {len(test_refs)} utterances; settings chosen on dev; speed: decoding only, serial, "
           f"median of {args.repeats}")
-    print(f"{'system':26} {'settings':32} {'dev WER':>8} {'test WER':>9} {'S/D/I':>10} {'CER':>6} {'utt/s':>8}")
+    print(f"{'system':26} {'settings':32} {'dev WER':>8} {'test WER':>9} {'S/D/I':>10} {'CER':>6} {'utt/s':>8} "
+          f"{'RTF':>8}")
     for name, cfg in systems.items():
         if cfg is None:
             decode = lambda lp, lens: [tokenizer.decode(ids) for ids in greedy_decode(lp, lens)]  # noqa: E731
@@ -162,8 +186,13 @@ def main():
         rates = error_rates(test_refs, hyps)
         sdi = f"{rates.word_substitutions}/{rates.word_deletions}/{rates.word_insertions}"
         print(f"{name:26} {settings or '-':32} {100 * dev.wer:7.2f}% {100 * rates.wer:8.2f}% {sdi:>10} "
-              f"{100 * rates.cer:5.2f}% {len(test_refs) / seconds:8.0f}", flush=True)
+              f"{100 * rates.cer:5.2f}% {len(test_refs) / seconds:8.0f} {seconds / test_audio:8.5f}", flush=True)
 
+    if args.pyctcdecode:
+        compare_pyctcdecode(args, tokenizer, systems, work, lexicon, word_lm, (dev_refs, dev_lp, dev_lens),
+                            (test_refs, test_lp, test_lens), test_audio)
+    if args.no_parallel:
+        return
     print(f"\nparallel decoding of the test set ({args.workers} workers), utt/s, median of {args.repeats}; "
           f"the process pool is started before timing (start-up shown apart)")
     print(f"{'system':26} {'serial':>8} {'threads':>8} {'processes':>10} {'pool start s':>13}  same results")
@@ -185,6 +214,112 @@ def main():
                    [[(h.text, h.score) for h in hyps] for hyps in results["serial"]] for label in results)
         print(f"{name:26} {rates['serial']:8.0f} {rates['threads']:8.0f} {rates['processes']:10.0f} "
               f"{pool_start:13.2f}  {same}", flush=True)
+
+
+class PyctcdecodeWorker:
+    """benchmarks/pyctcdecode_worker.py in the other venv: one JSON request per line in, one answer per line out."""
+
+    def __init__(self, python: str, posteriors: Path):
+        worker = Path(__file__).with_name("pyctcdecode_worker.py")
+        self.process = subprocess.Popen([python, str(worker), str(posteriors)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+
+    def decode(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            status = self.process.wait()
+            sys.exit(f"error: the pyctcdecode worker stopped (exit status {status}); see its message above")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def compare_pyctcdecode(args, tokenizer, systems, work: Path, lexicon: Path, word_lm: Path, dev, test,
+                        test_audio: float) -> None:
+    """Ours against pyctcdecode (in its own venv) on the same posteriors, the same word ARPA file, the same beam."""
+    (dev_refs, dev_lp, dev_lens), (test_refs, test_lp, test_lens) = dev, test
+    posteriors = work / "posteriors.npz"
+    np.savez(posteriors, labels=np.array(["" if s == BLANK else s for s in tokenizer.symbols]),
+             dev_log_probs=dev_lp.numpy(), dev_lens=dev_lens.numpy(),
+             test_log_probs=test_lp.numpy(), test_lens=test_lens.numpy())
+    words = [line.split("\t", 1)[0] for line in lexicon.read_text(encoding="utf-8").splitlines() if line.strip()]
+    worker = PyctcdecodeWorker(args.pyctcdecode, posteriors)
+    beam = {"beam_width": args.beam_size}
+    word_lm_name = f"word {args.word_order}-gram"
+    # (row, our system, pyctcdecode's fixed request: "lm" None means no LM, so nothing to tune)
+    rows = [
+        ("beam, no LM", "beam (no LM)", {"lm": None}),
+        (f"train-word lexicon + {word_lm_name}", f"lexicon + {word_lm_name}",
+         {"lm": str(word_lm), "unigrams": words, "unk_score_offset": -10.0}),
+        ("lexicon-free + LM", f"beam + char {args.char_order}-gram",
+         {"lm": str(word_lm), "unigrams": words, "unk_score_offset": 0.0}),
+    ]
+    print(f"\nours vs pyctcdecode: the same test posteriors, beam {args.beam_size}, the same word ARPA file "
+          f"({word_lm.name}); each decoder's LM settings chosen on dev on the same grid; decoding only, serial, "
+          f"median of {args.repeats} interleaved rounds; RTF over {test_audio:.1f} s of test audio")
+    chosen, versions = {}, {}
+    for row, _, request in rows:
+        if request["lm"] is None:
+            chosen[row] = {}
+            continue
+        tried = []
+        for weight in WORD_GRID["lm_weight"]:
+            for word_score in WORD_GRID["word_score"]:
+                setting = {"alpha": weight / math.log(10), "beta": word_score}
+                answer = worker.decode(set="dev", **beam, **request, **setting)
+                tried.append((setting, error_rates(dev_refs, answer["texts"]).wer))
+        chosen[row] = min(tried, key=lambda item: item[1])[0]
+        listed = ", ".join(f"{s['alpha'] * math.log(10):g} {s['beta']:g}: {100 * w:.2f}" for s, w in tried)
+        print(f"pyctcdecode dev WER % ({row}; alpha*ln10 beta): {listed}")
+
+    print(f"{'system':34} {'decoder':13} {'settings':34} {'dev WER':>8} {'test WER':>9} {'S/D/I':>10} "
+          f"{'utt/s':>7} {'RTF':>8} {'speed-up':>9}")
+    for row, ours_name, request in rows:
+        cfg = systems[ours_name]
+        decoders = {"ours": BeamDecoder(tokenizer, cfg),
+                    "ours (pruned)": BeamDecoder(tokenizer, replace(cfg, **PYCTCDECODE_PRUNING))}
+        times = {label: [] for label in (*decoders, "pyctcdecode")}
+        texts = {}
+        for _ in range(args.repeats):  # one round of each, in turn
+            for label, decoder in decoders.items():
+                start = time.perf_counter()
+                texts[label] = texts_of(decoder, test_lp, test_lens)
+                times[label].append(time.perf_counter() - start)
+            answer = worker.decode(set="test", repeats=1, **beam, **request, **chosen[row])
+            texts["pyctcdecode"], versions = answer["texts"], answer["versions"]
+            times["pyctcdecode"] += answer["seconds"]
+        dev_texts = {label: texts_of(decoder, dev_lp, dev_lens) for label, decoder in decoders.items()}
+        dev_texts["pyctcdecode"] = worker.decode(set="dev", **beam, **request, **chosen[row])["texts"]
+        settings = "-" if cfg.lm is None else f"lm_weight {cfg.lm_weight:g}, " + (
+            f"word_score {cfg.word_score:g}" if cfg.lexicon else f"sil_score {cfg.sil_score:g}")
+        settings = {"ours": settings, "ours (pruned)": settings, "pyctcdecode": "-" if request["lm"] is None else (
+            f"alpha {chosen[row]['alpha']:.4g} (={chosen[row]['alpha'] * math.log(10):g}/ln10), "
+            f"beta {chosen[row]['beta']:g}")}
+        seconds = {label: statistics.median(t) for label, t in times.items()}
+        for k, label in enumerate(times):
+            dev_rates, rates = error_rates(dev_refs, dev_texts[label]), error_rates(test_refs, texts[label])
+            sdi = f"{rates.word_substitutions}/{rates.word_deletions}/{rates.word_insertions}"
+            speed = f"{seconds['pyctcdecode'] / seconds[label]:.2f}x" if label != "pyctcdecode" else ""
+            print(f"{'' if k else row:34} {label:13} {settings[label]:34} {100 * dev_rates.wer:7.2f}% "
+                  f"{100 * rates.wer:8.2f}% {sdi:>10} {len(test_refs) / seconds[label]:7.1f} "
+                  f"{seconds[label] / test_audio:8.5f} {speed:>9}", flush=True)
+    worker.close()
+    print("  speed-up: pyctcdecode's median seconds over ours.\n"
+          "  beam, no LM: both lexicon-free, no LM.\n"
+          f"  train-word lexicon + {word_lm_name}: ours may only emit words of the lexicon (the {len(words)} "
+          f"spellable train words); pyctcdecode gets them as `unigrams` with its default unk_score_offset -10, "
+          f"a soft constraint (a word outside them pays -10).\n"
+          f"  lexicon-free + LM: any spelling. Ours scores it with the char {args.char_order}-gram (flashlight's "
+          f"lexicon-free decoder needs a token LM); pyctcdecode with the {word_lm_name} at unk_score_offset 0 "
+          f"(out-of-vocabulary words get the LM's <unk> probability only). Different LMs: compare with care.\n"
+          "  " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " with its defaults beam_prune_logp -10, "
+          "token_min_logp -5, lm_score_boundary True. ours: BeamConfig's defaults beam_threshold 25, every token "
+          "tried per frame; ours (pruned): pyctcdecode's pruning, beam_threshold 10 (the same score units) and "
+          "token_min_logp -5, at the LM settings chosen on dev for ours.")
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ class Alignment:
 
 def frame_shift(model, config) -> float:
     """Seconds (audio) or resampled points (ink) per output frame of `model`."""
-    one_frame = model.output_lengths(torch.tensor([10_000]))[0]
+    inputs = 10**9  # long enough that edge frames do not matter: hop x subsampling exactly (0.04 s for AN4)
+    per_frame = round(inputs / float(model.output_lengths(torch.tensor([inputs]))[0]), 3)  # samples or points
     if config.modality == "ink":
-        return 10_000 / float(one_frame)  # points per frame (time is not known for every ink)
-    return 10_000 / float(one_frame) / config.features.sample_rate
+        return per_frame  # points per frame (time is not known for every ink)
+    return per_frame / config.features.sample_rate
 
 
 def align(log_probs: torch.Tensor, tokens: list[int], tokenizer: Tokenizer, shift: float) -> Alignment:

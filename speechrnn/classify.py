@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -53,6 +53,9 @@ class ClassifierModelConfig(ModelConfig):
     pooling: str = "mean"  # mean (masked average of the encoder frames) | attention (additive, masked softmax)
     attention_dim: int = 128  # attention pooling's hidden size
     utterance_cmn: bool = True  # subtract each utterance's own feature mean (over its valid frames) after CMVN
+    # A CTC recognizer bundle (e.g. AN4's model.pt) whose front-end (features + CMVN) and encoder start this classifier
+    # (transfer learning); its features.* and model.{conv_channels,rnn} replace this config's (rnn.dropout stays).
+    init_from: Optional[str] = None
 
 
 @dataclass
@@ -164,6 +167,21 @@ class SequenceClassifier(nn.Module):
         return self.head(self.dropout(pooled)).float()  # (B, num_classes)
 
 
+def load_pretrained_encoder(config: ClassifyConfig) -> dict:
+    """Read the recognizer bundle model.init_from: copy its feature and encoder settings into `config` and return its
+    front-end + encoder weights (frontend.*, encoder.*; the CTC head is dropped)."""
+    from .recognizer import load_model
+
+    model, _, speech_config, _ = load_model(config.model.init_from)
+    if speech_config.modality != "audio":
+        raise ConfigError(f"model.init_from={config.model.init_from}: a {speech_config.modality} model; "
+                          "a speech classifier needs an audio recognizer")
+    config.features = speech_config.features
+    config.model.conv_channels = speech_config.model.conv_channels
+    config.model.rnn = replace(speech_config.model.rnn, dropout=config.model.rnn.dropout)
+    return {name: value for name, value in model.state_dict().items() if name.startswith(("frontend.", "encoder."))}
+
+
 def build_classifier(num_classes: int, config: ClassifyConfig, training: bool = False) -> SequenceClassifier:
     specaugment = SpecAugment(config.specaugment) if training and config.use_specaugment else None
     return SequenceClassifier(num_classes, config.model, Features(config.features), specaugment)
@@ -266,7 +284,12 @@ def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
     if len(classes) < 2:
         raise UserError(f"{config.data.train_manifest}: classification needs at least 2 classes, found {classes}")
     config.data.classes = classes
+    pretrained = load_pretrained_encoder(config) if config.model.init_from and not checkpoint else None
     model = build_classifier(len(classes), config, training=True).to(device)
+    if pretrained:
+        missing, _ = model.load_state_dict(pretrained, strict=False)  # everything but pooling and head
+        assert all(name.startswith(("pooling.", "head.")) for name in missing), missing
+        print(f"front-end and encoder from {config.model.init_from}", file=sys.stderr)
     train_set = load_labelled(config, config.data.train_manifest, classes, training=True)
     dev_set = load_labelled(config, config.data.dev_manifest, classes)
     for name, dataset in (("train", train_set), ("dev", dev_set)):
@@ -278,7 +301,7 @@ def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
           f"{config.model.rnn.cell} encoder, {config.model.pooling} pooling; train {len(train_set)}, dev {len(dev_set)} "
           f"utterances; device {device}", file=sys.stderr)
 
-    if not checkpoint:
+    if not checkpoint and not pretrained:
         init_cmvn(model.frontend, config, train_set, device)
     optimizer = build_optimizer(model, config)
     steps_per_epoch = len(train_loader.batch_sampler)

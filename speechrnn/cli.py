@@ -1,5 +1,5 @@
 """`speechrnn` command line: train | eval | stats | transcribe | lm | tune | plot | plot-ink | align | export |
-classify."""
+classify | tagger | serve | mic."""
 
 import argparse
 import json
@@ -138,6 +138,10 @@ def cmd_transcribe(args) -> None:
     decoding = "greedy" if args.greedy else "beam" if (args.beam or args.lexicon or args.lm) else "tuned"
     recognizer = Recognizer.load(args.bundle, device=args.device or "cpu", decoding=decoding, **beam)
     ink = recognizer.config.modality == "ink"
+    if not ink:
+        from .vad import load_vad
+
+        recognizer.vad, recognizer.split_over = load_vad(args.vad, args.device or "cpu"), args.split_over
     paths = expand_inputs(args.inputs, INK_EXTENSIONS if ink else AUDIO_EXTENSIONS)
     timestamps = args.format in NEEDS_TIMES
     out_dir = Path(args.output) if args.output else None
@@ -147,15 +151,23 @@ def cmd_transcribe(args) -> None:
     bar = tqdm(total=len(paths), unit="file", desc="transcribe", disable=None if len(paths) > 1 else True,
                file=sys.stderr)
     for start in range(0, len(paths), args.chunk):  # a chunk of files in memory at a time
-        chunk, inputs = [], []
+        inputs, done = [], []  # done: (path, transcript of a long file, or None: decoded with `inputs`)
         for path in paths[start:start + args.chunk]:
             try:
-                inputs.append(recognizer.load_input(path))
-                chunk.append(path)
+                if recognizer.is_long(path):  # read in blocks and cut at pauses, never whole in memory
+                    with tqdm(total=round(recognizer.long_seconds(path)), unit="s", desc=Path(path).name,
+                              file=sys.stderr, disable=None, leave=False) as seconds:
+                        done.append((path, recognizer.transcribe_long(
+                            path, timestamps, progress=lambda s, bar=seconds: bar.update(round(s) - bar.n))))
+                else:
+                    inputs.append(recognizer.load_input(path))
+                    done.append((path, None))
             except UserError as err:  # unreadable audio or ink: reported, and the other files go on
                 bar.write(f"error: {err}", file=sys.stderr)
                 failed.append(path)
-        for path, result in zip(chunk, recognizer.transcribe_inputs(inputs, timestamps)):
+        short = iter(recognizer.transcribe_inputs(inputs, timestamps))
+        for path, result in done:
+            result = result or next(short)
             result.name = path
             if out_dir:
                 (out_dir / f"{Path(path).stem}.{args.format}").write_text(render(result, args.format), encoding="utf-8")
@@ -274,6 +286,12 @@ def cmd_plot_ink(args) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+def cmd_serve(args) -> None:
+    from .serve import serve
+
+    serve(args.bundles, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechrnn", description=__doc__, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -318,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         "transcribe", help="transcribe audio or ink files",
         description="Transcribe files, folders (searched recursively by extension) or '-' (paths on stdin). Decodes "
                     "with the bundle's tuned beam search when it has one (`speechrnn tune`), else greedily. Unreadable "
-                    "files are reported and skipped; the exit status is 1 if any failed.",
+                    "files are reported and skipped; the exit status is 1 if any failed. Recordings of any length work: "
+                    "those over --split-over seconds are cut at pauses and decoded segment by segment.",
         epilog="formats: txt (path<TAB>text), jsonl (a JSON object a line), json (with word start/end times in "
                "seconds and confidences), srt and vtt (subtitles). With --output DIR, one file per input: "
                "DIR/<name>.<format>.")
@@ -337,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--word-score", type=float, help="score added per word (with --lexicon)")
     add_hotword_option(p)
     p.add_argument("--chunk", type=int, default=64, help="files read and decoded at a time (64)")
+    p.add_argument("--split-over", type=float, default=30.0, metavar="SECONDS",
+                   help="audio longer than this (default 30 s; minutes or hours are fine) is read in blocks, cut "
+                        "into segments at pauses by the VAD and decoded segment by segment, with bounded memory; "
+                        "word times stay relative to the start of the file")
+    p.add_argument("--vad", default="energy", metavar="energy|BUNDLE",
+                   help="voice-activity detector for --split-over: 'energy' (log energy against an adaptive noise "
+                        "floor, the default) or a frame-tagger bundle (`speechrnn tagger train`)")
     p.set_defaults(run=cmd_transcribe)
 
     p = commands.add_parser("lm", help="n-gram language models", description="n-gram language models.")
@@ -386,9 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("classify", help="utterance classification (one label per recording): train | eval",
                         add_help=False)  # handled by speechrnn.classify.main
+    commands.add_parser("tagger", help="speech / non-speech frame tagging (a VAD): labels | train | eval",
+                        add_help=False)  # handled by speechrnn.tagger.main
     from .tune import add_parser as add_tune_parser
 
     add_tune_parser(commands)
+    from .mic import add_parser as add_mic_parser  # speechrnn/mic.py: live transcription, --input FILE
+
+    add_mic_parser(commands)
 
     p = commands.add_parser("plot", help="draw training curves from train_log.jsonl to PNG",
                             description="Loss (train, dev) and dev CER/WER per epoch.")
@@ -409,6 +440,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip-y", action="store_true", help="without --bundle: the ink is y-down (screen coordinates)")
     p.add_argument("-o", "--output", required=True, help="PNG path")
     p.set_defaults(run=cmd_plot_ink)
+
+    p = commands.add_parser(
+        "serve", help="a web page to try models: record speech, write on a canvas",
+        description="Serve one page where you record speech (Record, then Stop; or choose an audio file) and write "
+                    "with a mouse, pen or finger (Recognise), and see what the models read, with word times and "
+                    "confidences for speech. Open the printed address in a browser; Ctrl-C stops. The page calls "
+                    "a JSON API, usable without it: POST /api/transcribe (an audio file as the body) and POST "
+                    "/api/ink ({\"strokes\": [[[x, y, t], ...], ...]}); see speechrnn/serve.py.",
+        epilog="Browsers give the microphone only to https:// and localhost pages: to record from another machine, "
+               "tunnel the port (ssh -L 8000:127.0.0.1:8000 HOST) rather than using --host.")
+    p.add_argument("bundles", nargs="*", metavar="BUNDLE",
+                   help="a speech and/or a handwriting bundle (default: the shipped AN4 and UNIPEN models)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                        "network, without any access control)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
+                   help="largest upload accepted, in MB (default 50, about 8 minutes of 48 kHz 16-bit audio); "
+                        "larger ones get HTTP 413")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.set_defaults(run=cmd_serve)
     return parser
 
 
@@ -418,6 +470,10 @@ def main(argv: list[str] | None = None) -> None:
         from .classify import main as classify_main
 
         sys.exit(classify_main(argv[1:]))
+    if argv[:1] == ["tagger"]:  # its own parser (labels | train | eval), see speechrnn/tagger.py
+        from .tagger import main as tagger_main
+
+        sys.exit(tagger_main(argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -31,10 +32,11 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .lm import BOS, EOS, SPACE, UNK
+from .lm import BOS, EOS, SPACE, UNK, load_arpa
 from .text import BLANK, Tokenizer, normalize
 
 BAR = "<bar>"  # flashlight's name for a literal "|" character of a tokenizer, since "|" means the space
+TOKEN_PENALTY = 1000.0  # added (in nats) to the log-probs BeamConfig.token_min_logp prunes
 
 
 def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[int]]:
@@ -47,6 +49,33 @@ def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[int]
     return results
 
 
+def prefer_lexicon_free(nbests: list[list["Hypothesis"]], log_probs: torch.Tensor, lens: torch.Tensor | None,
+                        tokenizer: Tokenizer, margin: float) -> list[list["Hypothesis"]]:
+    """Open vocabulary on top of lexicon beam search: where the greedy (lexicon-free) transcript's CTC
+    log-likelihood beats the best lexicon hypothesis' by more than `margin` (natural log), it goes first.
+    log_probs (B, T, V), lens (B,) as given to the decoder; returns new lists (the inputs are not changed)."""
+    batch, frames, _ = log_probs.shape
+    lens = torch.full((batch,), frames) if lens is None else torch.as_tensor(lens).reshape(-1).cpu()
+    log_probs = log_probs.detach().float().cpu()
+    greedy = greedy_decode(log_probs, lens)
+
+    def ctc_log_likelihood(targets: list[list[int]]) -> torch.Tensor:  # (B,) log p(targets | log_probs)
+        flat = torch.tensor([t for target in targets for t in target], dtype=torch.long)
+        loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), flat, lens,  # (T, B, V)
+                                            torch.tensor([len(t) for t in targets]), reduction="none")
+        return -loss
+
+    lexicon_ids = [tokenizer.encode(nbest[0].text) if nbest else [] for nbest in nbests]
+    gains = ctc_log_likelihood(greedy) - ctc_log_likelihood(lexicon_ids)  # (B,)
+    chosen = []
+    for nbest, ids, gain in zip(nbests, greedy, gains.tolist()):
+        if gain > margin and ids:
+            text = tokenizer.decode(ids)
+            nbest = [Hypothesis(text=text, score=float("nan"), tokens=ids, timesteps=[], words=text.split())] + nbest
+        chosen.append(list(nbest))
+    return chosen
+
+
 # ------------------------------------------------------------------------------------------------- beam search
 
 
@@ -57,6 +86,9 @@ class BeamConfig:
     beam_size: int = 50  # hypotheses kept after each frame
     beam_size_token: int | None = None  # tokens tried per frame (the best ones); None: all
     beam_threshold: float = 25.0  # drop hypotheses scoring this much below the best one
+    token_min_logp: float | None = None  # per frame, a token below this log-prob (other than the frame's best) is
+    # taken only where no hypothesis within beam_threshold can do without one; None: no such pruning. As
+    # pyctcdecode's token_min_logp (its default: -5), which never takes them (ours would find no word end at times)
     lm: str | None = None  # ARPA (or KenLM binary) file; None: no LM
     lm_weight: float = 0.5  # multiplies the LM's log10 probabilities
     word_score: float = 0.0  # added per word (lexicon mode only)
@@ -67,6 +99,10 @@ class BeamConfig:
     log_add: bool = False  # merge equal hypotheses by log-add (True) or max (False)
     hotwords: dict[str, float] = field(default_factory=dict)  # word -> score added per occurrence (needs a lexicon;
     # words missing from it are added)
+    # Open vocabulary with a lexicon: when the lexicon-free best path's transcript is more likely under the CTC model
+    # than the lexicon hypothesis by more than this (natural log), keep the former (a word missing from the lexicon);
+    # inf: never. Chosen on dev by `speechrnn tune --oov-margins`.
+    oov_margin: float = float("inf")
 
 
 @dataclass
@@ -157,8 +193,11 @@ class BeamDecoder:
             raw = list(self._pool.map(_decode_in_worker, emissions, chunksize=chunk))
         else:
             raw = [run_decoder(self._decoder, e) for e in emissions]
-        return [[self._hypothesis(r, len(e) - self._extra_frames) for r in results]
-                for e, results in zip(emissions, raw)]
+        nbests = [[self._hypothesis(r, len(e) - self._extra_frames, e) for r in results]
+                  for e, results in zip(emissions, raw)]
+        if self.config.lexicon is not None and self.config.oov_margin != float("inf"):
+            nbests = prefer_lexicon_free(nbests, log_probs, lens, self.tokenizer, self.config.oov_margin)
+        return nbests
 
     def close(self) -> None:
         if self._pool is not None:
@@ -194,6 +233,9 @@ class BeamDecoder:
         if len(lens_list) != batch or any(not 0 <= n <= frames for n in lens_list):
             raise UserError(f"lens must hold {batch} frame counts between 0 and {frames}, got {lens_list}")
         data = log_probs.detach().to("cpu", torch.float32)
+        if self.config.token_min_logp is not None:  # flashlight drops these candidates at once (beam_threshold)
+            keep = (data >= self.config.token_min_logp) | (data == data.amax(dim=-1, keepdim=True))
+            data = torch.where(keep, data, data - TOKEN_PENALTY)
         if self.padded:  # a "|" column the model never emits
             data = torch.cat([data, data.new_full((batch, frames, 1), float("-inf"))], dim=-1)
         arrays = []
@@ -206,8 +248,13 @@ class BeamDecoder:
             arrays.append(np.ascontiguousarray(rows.numpy()))
         return arrays
 
-    def _hypothesis(self, raw: tuple, frames: int) -> Hypothesis:
+    def _hypothesis(self, raw: tuple, frames: int, emissions: np.ndarray) -> Hypothesis:
         score, am_score, lm_score, path, words = raw
+        if self.config.token_min_logp is not None:  # take back the TOKEN_PENALTY of each pruned token on the path
+            steps = np.asarray(path[1:frames + 1])
+            values = emissions[np.arange(len(steps)), steps]
+            pruned = int(((values < self.config.token_min_logp) & (values < emissions[:len(steps)].max(axis=1))).sum())
+            score, am_score = score + pruned * TOKEN_PENALTY, am_score + pruned * TOKEN_PENALTY
         tokens, timesteps = [], []
         previous = None
         for t, token in enumerate(path[1:frames + 1]):  # path[0] is the start state, path[t + 1] frame t
@@ -239,7 +286,8 @@ def with_hotwords(config: BeamConfig, tokenizer: Tokenizer):
         missing = [c for c in norm if c not in tokenizer.index]
         if not norm or " " in norm or missing:
             why = f"the model has no {missing[0]!r}" if missing else "it is not one word after normalisation"
-            raise UserError(f"hotword {word!r} cannot be recognised: {why}")
+            raise UserError(f"hotword {word!r} cannot be recognised: {why}; leave it out or spell it with the "
+                            f"model's characters")
         spelled[norm] = float(boost)
     known = {line.split(maxsplit=1)[0] for line in Path(config.lexicon).read_text(encoding="utf-8").splitlines()
              if line.strip()}
@@ -303,9 +351,34 @@ def make_decoder(names: list[str], config: dict):
                 log_add=config["log_add"], blank_token=BLANK, sil_token=SPACE, unk_word=UNK,
             )
     except (RuntimeError, ValueError) as err:  # KenLM's and the lexicon loader's errors
-        what = f"{config['lm']}: the language model" if config["lm"] else f"{config['lexicon']}: the lexicon"
         message = " ".join(str(err).split())
-        raise UserError(f"{what} could not be loaded: {message}") from None
+        if config["lm"]:
+            raise lm_load_error(Path(config["lm"]), message) from None
+        raise UserError(f"{config['lexicon']}: the lexicon could not be loaded: {message}") from None
+
+
+ARPA_CHECK_MAX_BYTES = 200 << 20  # larger ARPA files are not re-read in Python to find the faulty line
+
+
+def lm_load_error(path: Path, message: str) -> UserError:
+    """One line for an LM file KenLM refused: file:line and the problem. KenLM itself names a byte offset after
+    the location in its own C++ source; for ARPA text, speechrnn.lm's reader finds the line and says what is wrong
+    with it (files up to ARPA_CHECK_MAX_BYTES), else the byte offset is turned into a line number."""
+    advice = "fix the file or rebuild it with `speechrnn lm build`"
+    if arpa_unigrams(path) is not None and path.stat().st_size <= ARPA_CHECK_MAX_BYTES:
+        try:
+            load_arpa(path)
+        except UserError as located:  # "file:line: what is wrong"
+            return UserError(f"{located}; the language model could not be loaded ({advice})")
+    reason = re.sub(r"^.*? threw \w+ because `.*?'\.\s*", "", message)  # drop KenLM's source location
+    offset = re.search(r" at byte (\d+)", reason)
+    reason = re.sub(r" at byte \d+|\s*Byte: \d+$", "", reason)
+    where = str(path)
+    if offset:
+        with open(path, "rb") as head:
+            line = head.read(int(offset.group(1))).count(b"\n") + 1
+        where += f":{line}"
+    return UserError(f"{where}: the language model could not be loaded: {reason}; {advice}")
 
 
 def _kenlm(path: str, names):
@@ -389,15 +462,20 @@ def check_lexicon(path: str | Path, names: list[str]) -> int:
     return count
 
 
-def check_lm(path: str | Path, with_lexicon: bool, names: list[str]) -> None:
+_warned_lms: set = set()  # (file, its mtime, tokens, mode) already warned about: one warning per process
+
+
+def check_lm(path: str | Path, with_lexicon: bool, names: list[str]) -> int:
     """Fail with one line if the LM file is missing, or an ARPA model of the wrong unit for the mode:
-    lexicon-free decoding needs a token (char) LM, lexicon decoding a word LM."""
+    lexicon-free decoding needs a token (char) LM, lexicon decoding a word LM, or one of whose words (symbols)
+    the model can emit none. Warn (once per file) about the LM words (symbols) the model cannot emit, and
+    return how many there are (0 for a KenLM binary, which is not read here)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: language model file not found (build one with `speechrnn lm build`)")
     units = arpa_unigrams(path)
     if units is None:  # not ARPA text (a KenLM binary): KenLM checks it
-        return
+        return 0
     units -= {BOS, EOS, UNK}
     tokens = set(names)
     outside = units - tokens
@@ -411,6 +489,24 @@ def check_lm(path: str | Path, with_lexicon: bool, names: list[str]) -> None:
     if with_lexicon and SPACE in units and not outside - {SPACE}:
         raise UserError(f"{path}: a character LM (it has {SPACE!r}) cannot score lexicon decoding, which needs a "
                         f"word LM (speechrnn lm build --unit word); or decode without a lexicon")
+    if with_lexicon:  # words: the model emits a word when it emits each of its characters
+        chars = {n for n in names if len(n) == 1 and n != SPACE} | ({SPACE} if BAR in tokens else set())
+        outside = {w for w in units if not set(w) <= chars}
+        if units and outside == units:
+            raise UserError(f"{path}: the model cannot spell any of the LM's {len(units)} words (e.g. "
+                            f"{sorted(units)[0]!r}); build it from text normalised as the model's transcripts are "
+                            f"(e.g. the case)")
+    if outside:
+        key = (str(path.resolve()), path.stat().st_mtime_ns, tuple(names), with_lexicon)
+        if key not in _warned_lms:
+            _warned_lms.add(key)
+            what = ("words use characters the model cannot emit" if with_lexicon
+                    else "symbols are not tokens of the model")
+            shown = ", ".join(repr(u) for u in sorted(outside)[:5]) + (f" and {len(outside) - 5} more"
+                                                                        if len(outside) > 5 else "")
+            print(f"warning: {path}: {len(outside)} of {len(units)} LM {what}, so they are never recognised: "
+                  f"{shown}", file=sys.stderr)
+    return len(outside)
 
 
 def arpa_unigrams(path: Path) -> set[str] | None:

@@ -8,6 +8,10 @@
 Inputs: file paths (audio: wav/flac/ogg/mp3/sphere; ink: .json/.inkml/IAM-OnDB .xml), `(waveform, sample_rate)`
 pairs, waveforms already at the model's rate (numpy or torch, 1-D), and `ink.Ink` objects. They are decoded in
 batches of similar length. Word times are seconds for audio and resampled-point positions for ink.
+
+Audio longer than `recognizer.split_over` seconds (30) is not decoded whole: it is read in blocks, cut at pauses
+by a voice-activity detector (`recognizer.vad`, energy-based unless set, see speechrnn/vad.py) and transcribed
+segment by segment, with bounded memory however long it is (speechrnn/longaudio.py).
 """
 
 from dataclasses import dataclass, field
@@ -34,6 +38,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CT
     bundle = load_bundle(path)
     if bundle.get("extra", {}).get("task") == "classify":
         raise BundleError(f"{path}: an utterance classifier, not a recognizer; use `speechrnn classify eval`")
+    if bundle.get("extra", {}).get("task") == "tagger":
+        raise BundleError(f"{path}: a speech / non-speech frame tagger, not a recognizer; use `speechrnn tagger eval`")
     config = from_dict(bundle["config"])
     tokenizer = Tokenizer.from_dict(bundle["tokenizer"])
     model = build_model(len(tokenizer), config)
@@ -58,6 +64,8 @@ class Recognizer:
         self.decoder = decoder
         self.shift = frame_shift(model, config)
         self.max_batch_seconds = max_batch_seconds  # padded input per batch (points / 100 for ink)
+        self.split_over = 30.0  # s: longer audio is cut into segments at pauses (transcribe_long)
+        self.vad = None  # the VAD that cuts it: an object with frame_shift and speech_probability; None: EnergyVAD
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", decoding: str = "tuned", workers: int = 1,
@@ -144,11 +152,37 @@ class Recognizer:
             transcripts.append(Transcript("", text, words, duration))
         return transcripts
 
+    def is_long(self, item) -> bool:
+        """Audio longer than split_over seconds (a file's length from its header), for transcribe_long."""
+        if self.config.modality == "ink" or isinstance(item, Ink):
+            return False
+        return self.long_seconds(item) > self.split_over
+
+    def long_seconds(self, item) -> float:
+        from .longaudio import source_seconds
+
+        return source_seconds(item, self.config.features.sample_rate) or 0.0
+
+    def transcribe_long(self, item, timestamps: bool = False, progress=None) -> Transcript:
+        """One recording of any length (path, (waveform, rate) or waveform): read in blocks, cut at pauses by
+        self.vad, segments decoded in batches; word times from the start of the recording."""
+        from .longaudio import transcribe_long
+
+        return transcribe_long(self, item, timestamps, vad=self.vad, progress=progress)
+
     def transcribe(self, items: list, timestamps: bool = False) -> list[Transcript]:
         """Paths, (waveform, rate) pairs, waveforms or Ink objects -> transcripts in the same order. A file that
-        cannot be read raises its UserError (AudioError / InkError); `cli transcribe` reports and skips it."""
-        inputs = [self.load_input(item) for item in items]
-        results = self.transcribe_inputs(inputs, timestamps)
+        cannot be read raises its UserError (AudioError / InkError); `cli transcribe` reports and skips it.
+        Audio longer than split_over seconds goes through transcribe_long."""
+        results: list[Transcript | None] = [None] * len(items)
+        short = []
+        for k, item in enumerate(items):
+            if self.is_long(item):
+                results[k] = self.transcribe_long(item, timestamps)
+            else:
+                short.append(k)
+        for k, result in zip(short, self.transcribe_inputs([self.load_input(items[k]) for k in short], timestamps)):
+            results[k] = result
         for k, (item, result) in enumerate(zip(items, results)):
             result.name = str(item) if isinstance(item, (str, Path)) else f"<input {k}>"
         return results

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .bundle import load_bundle, save_bundle
 from .data import collate, load_dataset
-from .decode import BeamConfig, BeamDecoder, greedy_decode
+from .decode import BeamConfig, BeamDecoder, greedy_decode, prefer_lexicon_free
 from .errors import UserError
 from .metrics import error_rates
 from .text import Tokenizer, normalize
@@ -42,14 +42,18 @@ def posteriors(model, tokenizer: Tokenizer, config, manifest, device="cpu", batc
 def grid_search(tokenizer: Tokenizer, base: dict, grid: dict, refs, log_probs, lens, workers: int = 1):
     """The setting of `grid` ({name: values}, the product is searched) with the lowest WER on (refs, log_probs),
     and every (setting, rates) tried, in grid order."""
+    grid = dict(grid)
+    margins = grid.pop("oov_margin", [float("inf")])  # applied to each beam search's output: no decode of its own
     settings = [{}]
     for name, values in grid.items():
         settings = [{**s, name: v} for s in settings for v in values]
     tried = []
     for setting in tqdm(settings, desc="grid", unit="setting", disable=None, leave=False):
         with BeamDecoder(tokenizer, BeamConfig(**base, **setting), workers=workers) as decoder:
-            hyps = [nbest[0].text for nbest in decoder.decode(log_probs, lens)]
-        tried.append((setting, error_rates(refs, hyps)))
+            nbests = decoder.decode(log_probs, lens)
+        for margin in margins:
+            chosen = nbests if margin == float("inf") else prefer_lexicon_free(nbests, log_probs, lens, tokenizer, margin)
+            tried.append(({**setting, "oov_margin": margin}, error_rates(refs, [nbest[0].text for nbest in chosen])))
     best = min(tried, key=lambda item: item[1].wer)  # min keeps the first of equal WERs
     return best, tried
 
@@ -58,7 +62,7 @@ def store_decoding(bundle_path, beam: BeamConfig, dev_wer: float) -> None:
     """Rewrite the bundle (atomically) with `beam`'s settings and the text of its lexicon and LM files."""
     bundle = load_bundle(bundle_path)
     decoding = {"beam_size": beam.beam_size, "lm_weight": beam.lm_weight, "word_score": beam.word_score,
-                "sil_score": beam.sil_score, "dev_wer": dev_wer,
+                "sil_score": beam.sil_score, "oov_margin": beam.oov_margin, "dev_wer": dev_wer,
                 "lexicon": Path(beam.lexicon).read_text(encoding="utf-8") if beam.lexicon else None,
                 "lm": Path(beam.lm).read_text(encoding="utf-8") if beam.lm else None}
     save_bundle(bundle_path, bundle["state_dict"], bundle["config"], bundle["tokenizer"],
@@ -78,6 +82,7 @@ def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overri
             files[key] = str(Path(folder.name) / {"lexicon": "lexicon.txt", "lm": "lm.arpa"}[key])
             Path(files[key]).write_text(decoding[key], encoding="utf-8")
     settings = {k: decoding[k] for k in ("beam_size", "lm_weight", "word_score", "sil_score")}
+    settings["oov_margin"] = decoding.get("oov_margin", float("inf"))
     decoder = BeamDecoder(tokenizer, BeamConfig(**{**settings, **files, **overrides}), workers=workers)
     decoder.files = folder  # removed with the decoder
     return decoder
@@ -94,7 +99,8 @@ def run(args) -> None:
         raise UserError("tune: --lm needs --lexicon here (a word LM scores lexicon words; for a char LM use eval)")
     refs, log_probs, lens = posteriors(model, tokenizer, config, args.dev)
     base = {"beam_size": args.beam, "lexicon": args.lexicon, "lm": args.lm}
-    grid = {"lm_weight": args.lm_weights if args.lm else [0.0], "word_score": args.word_scores}
+    grid = {"lm_weight": args.lm_weights if args.lm else [0.0], "word_score": args.word_scores,
+            "oov_margin": args.oov_margins}
     greedy = error_rates(refs, [tokenizer.decode(ids) for ids in greedy_decode(log_probs, lens)])
     (best, best_rates), tried = grid_search(tokenizer, base, grid, refs, log_probs, lens, args.workers)
     print(f"dev {args.dev}: greedy WER {100 * greedy.wer:.2f} %", file=sys.stderr)
@@ -122,6 +128,9 @@ def add_parser(commands) -> None:
                    help=f"LM weights to try ({' '.join(f'{w:g}' for w in LM_WEIGHTS)})")
     p.add_argument("--word-scores", type=float, nargs="+", default=WORD_SCORES, metavar="S",
                    help=f"word scores to try ({' '.join(f'{s:g}' for s in WORD_SCORES)})")
+    p.add_argument("--oov-margins", type=float, nargs="+", default=[float("inf")], metavar="M",
+                   help="open vocabulary: keep the lexicon-free transcript when its CTC log-likelihood beats the "
+                        "lexicon hypothesis' by more than M; margins to try (default: inf = never)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (2)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (default: torch's)")
     p.set_defaults(run=run)

@@ -90,6 +90,24 @@ def test_lexicon_decodes_several_words(lexicon):
     assert hyp.text == "CAT COT" and hyp.tokens == TOKENIZER.encode("CAT COT")
 
 
+def test_token_min_logp_prunes_unlikely_tokens_but_still_finds_a_lexicon_word(lexicon):
+    pruned = {"beam_threshold": 10.0, "token_min_logp": -5.0}
+    log_probs = ambiguous_cat_cot()
+    plain = BeamDecoder(TOKENIZER).decode(log_probs)[0][0]
+    fast = BeamDecoder(TOKENIZER, BeamConfig(**pruned)).decode(log_probs)[0][0]
+    assert (fast.text, fast.tokens) == (plain.text, plain.tokens) == ("CAT", TOKENIZER.encode("CAT"))
+    assert fast.score == pytest.approx(plain.score, abs=1e-4)
+    # The only lexicon word needs an O of log-prob -5.5: pruned, yet taken (with its true score) when nothing else
+    # ends a word, where pyctcdecode's rule of never taking it would leave no hypothesis at all.
+    log_probs = posteriors(TOKENIZER, ["C", BLANK, {"A": 0.99, "O": 0.004}, BLANK, "T", BLANK])
+    words = lexicon(["COT"])
+    plain = BeamDecoder(TOKENIZER, BeamConfig(lexicon=words)).decode(log_probs)[0][0]
+    fast = BeamDecoder(TOKENIZER, BeamConfig(lexicon=words, **pruned)).decode(log_probs)[0][0]
+    assert fast.text == plain.text == "COT"
+    assert fast.score == pytest.approx(plain.score, abs=1e-3)
+    assert fast.am_score == pytest.approx(plain.am_score, abs=1e-3)
+
+
 @pytest.mark.parametrize("unit", ["char", "word"])
 def test_lm_moves_an_ambiguous_decision_to_its_word(tmp_path, lexicon, unit):
     lm = tmp_path / f"{unit}.arpa"

@@ -12,7 +12,7 @@ conf=conf/default.yaml
 . ../../tools/activate.sh
 folders=()
 for cell in $cells; do
-  read -r hidden params reference < <(python local/match_hidden.py "$conf" "$cell")
+  read -r hidden params reference < <(python ../../tools/match_hidden.py "$conf" "$cell")
   echo "[cells] $cell: hidden $hidden, $params parameters (reference $reference)" >&2
   ./run.sh --stop-stage 2 --conf "$conf" --tag "cell_$cell" model.rnn.cell="$cell" model.rnn.hidden_size="$hidden" \
     "${overrides[@]}"

@@ -1,0 +1,353 @@
+"""`speechrnn serve`: try models in a browser. Record speech, or write on a canvas, and see what the models read.
+
+One page (speechrnn/web/: index.html, app.js, style.css, worklet.js; no build step) and a JSON API, served by
+the standard library's ThreadingHTTPServer:
+
+  GET  /api/models      the loaded models: {"audio": {...} or null, "ink": {...} or null, "max_upload_bytes": N}
+  POST /api/transcribe  body: an audio file (WAV, FLAC, OGG or MP3, any rate and channel count; the page sends
+                        16-bit PCM WAV), Content-Type audio/* or application/octet-stream
+  POST /api/ink         body: JSON {"strokes": [[[x, y, t], ...], ...], "y_down": true}, the toolkit's ink JSON;
+                        "y_down" true says y grows downwards (screen coordinates, what the page sends), false
+                        that it grows upwards; left out, the ink is taken in the model's own convention
+
+Both answer {"text", "words": [{"word", "start", "end", "confidence"}], "duration", "seconds"} (word times in
+seconds for audio, in resampled points for ink; "seconds" is the time the model took). Bad input gets an HTTP
+error with {"error": "what went wrong, and what to do"}: 400 (empty or malformed), 411 (no Content-Length),
+413 (over the upload limit), 415 (not audio, not JSON). A client that disconnects or stalls mid-upload only
+loses its own request. Each model is loaded once and decodes one request at a time.
+"""
+
+import io
+import ipaddress
+import json
+import socket
+import sys
+import threading
+import time
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import soundfile
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .recognizer import Recognizer
+
+WEB = Path(__file__).resolve().parent / "web"
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8"}
+MB = 1_000_000
+CLIENT_TIMEOUT = 30.0  # seconds a client may stall mid-request before its connection is dropped
+
+
+class BadRequest(Exception):
+    """An HTTP error answer: status and a one-line message for the user."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class ClientGone(Exception):
+    """The client closed the connection or stalled before sending the whole body."""
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+def load_models(bundles: list[str], device: str = "cpu") -> dict[str, tuple[str, "Recognizer"]]:
+    """{modality: (name, Recognizer)} for the named bundles, or for the shipped AN4 and UNIPEN bundles when none
+    is named. At most one bundle per modality ("audio", "ink")."""
+    from .pretrained import default_bundle
+    from .recognizer import Recognizer
+
+    paths = [Path(b) for b in bundles] or [default_bundle("audio"), default_bundle("ink")]
+    models = {}
+    for path in paths:
+        recognizer = Recognizer.load(path, device=device)
+        modality = recognizer.config.modality
+        if modality in models:
+            raise UserError(f"{path}: a second {modality} model (after {models[modality][0]}); "
+                            f"serve takes at most one speech and one handwriting bundle")
+        models[modality] = (path.name, recognizer)
+    return models
+
+
+def model_info(name: str, recognizer) -> dict:
+    info = {"bundle": name, "decoder": "greedy" if recognizer.decoder is None else "beam search"}
+    if recognizer.config.modality == "audio":
+        info["sample_rate"] = recognizer.config.features.sample_rate
+    return info
+
+
+def result_json(transcript, seconds: float) -> dict:
+    from .output import to_dict
+
+    out = to_dict(transcript)
+    out.pop("path", None)
+    out.setdefault("words", [])
+    out["seconds"] = round(seconds, 3)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+
+def read_audio(body: bytes) -> tuple[np.ndarray, int]:
+    """An uploaded audio file -> (mono float32 samples, rate); BadRequest when it is not usable audio."""
+    try:
+        samples, rate = soundfile.read(io.BytesIO(body), dtype="float32", always_2d=True)  # (N, C)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+        why = getattr(err, "error_string", None) or str(err)
+        raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                         f"the upload is not audio that can be read ({why.rstrip('.')}); send WAV (16-bit PCM), FLAC, OGG or "
+                         f"MP3 (a browser's WebM/Opus recording must be converted first)") from None
+    if samples.shape[0] == 0:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "the audio holds no samples; record or choose a longer file")
+    if not np.isfinite(samples).all():
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "the audio contains NaN or infinite samples; re-encode it")
+    return samples.mean(axis=1), int(rate)
+
+
+def read_ink_json(body: bytes, model_y_down: bool):
+    """An uploaded ink JSON -> ink.Ink in the model's y convention; BadRequest when it is not usable ink."""
+    from .ink import InkError, ink_from_dict
+
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f"the body is not JSON ({err}); send "
+                                                 '{"strokes": [[[x, y, t], ...], ...]}') from None
+    if not isinstance(data, dict) or not isinstance(data.get("strokes"), list):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, 'expected a JSON object with a "strokes" list: '
+                                                 '{"strokes": [[[x, y, t], ...], ...]}')
+    if not any(isinstance(s, list) and s for s in data["strokes"]):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "the ink has no strokes: write something first")
+    y_down = data.get("y_down")
+    if y_down is not None and not isinstance(y_down, bool):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, '"y_down" must be true (screen coordinates) or false (y up)')
+    try:
+        ink = ink_from_dict({"strokes": data["strokes"]}, "ink")
+    except InkError as err:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, str(err)) from None
+    if y_down is not None and y_down != model_y_down:
+        ink.strokes = [s * np.array([1.0, -1.0] + [1.0] * (s.shape[1] - 2)) for s in ink.strokes]
+    return ink
+
+
+# ---------------------------------------------------------------------------------------------------- server
+
+class DemoServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], models: dict, max_upload_bytes: int = 50 * MB):
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.models = models
+        self.locks = {modality: threading.Lock() for modality in models}
+        self.max_upload_bytes = max_upload_bytes
+        super().__init__(address, Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: DemoServer
+    server_version = "speechrnn-serve"
+    timeout = CLIENT_TIMEOUT  # socket timeout: a stalled client is dropped, its thread freed
+
+    # --------------------------------------------------------------------------------------------- GET
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/api/models":
+            info = {modality: model_info(*self.server.models[modality]) if modality in self.server.models else None
+                    for modality in ("audio", "ink")}
+            self.send_json(HTTPStatus.OK, {**info, "max_upload_bytes": self.server.max_upload_bytes})
+            return
+        if path.startswith("/api/"):
+            self.send_json(HTTPStatus.METHOD_NOT_ALLOWED if path in ("/api/transcribe", "/api/ink")
+                           else HTTPStatus.NOT_FOUND, {"error": f"{path}: POST to /api/transcribe or /api/ink"})
+            return
+        name = "index.html" if path == "/" else path.lstrip("/")
+        file = WEB / name
+        if "/" in name or file.suffix not in STATIC_TYPES or not file.is_file():
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"{path}: not found; the page is at /"})
+            return
+        self.send_bytes(HTTPStatus.OK, file.read_bytes(), STATIC_TYPES[file.suffix])
+
+    # --------------------------------------------------------------------------------------------- POST
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        routes = {"/api/transcribe": ("audio", self.check_audio_type, self.audio_input),
+                  "/api/ink": ("ink", self.check_json_type, self.ink_input)}
+        self._unread = 0  # bytes of the body not read yet
+        try:
+            length = self.content_length()
+            if path not in routes:
+                raise BadRequest(HTTPStatus.NOT_FOUND, f"{path}: no such endpoint; POST to /api/transcribe "
+                                                       f"(audio) or /api/ink (JSON strokes)")
+            modality, check_type, model_input = routes[path]
+            if modality not in self.server.models:
+                what = "speech" if modality == "audio" else "handwriting"
+                raise BadRequest(HTTPStatus.NOT_FOUND, f"no {what} model is loaded; start `speechrnn serve` with "
+                                                       f"a {modality} bundle (or none, for the shipped ones)")
+            check_type()
+            body = self.read_body(length)
+            recognizer = self.server.models[modality][1]
+            item = model_input(body, recognizer)
+            start = time.perf_counter()
+            with self.server.locks[modality]:
+                (transcript,) = recognizer.transcribe([item], timestamps=True)
+            self.send_json(HTTPStatus.OK, result_json(transcript, time.perf_counter() - start))
+        except BadRequest as err:
+            self.send_json(err.status, {"error": str(err)})
+            self.discard_body()
+        except ClientGone as err:
+            self.close_connection = True
+            self.log_message("%s", f"dropped: {err}")
+        except UserError as err:  # input the model cannot take (e.g. ink too small to recognise)
+            self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(err)})
+        except Exception as err:  # a bug: answer, log, and keep serving
+            traceback.print_exc(file=sys.stderr)
+            self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                           {"error": f"internal error ({type(err).__name__}: {err}); see the server's log"})
+
+    def audio_input(self, body: bytes, recognizer):
+        return read_audio(body)
+
+    def ink_input(self, body: bytes, recognizer):
+        return read_ink_json(body, recognizer.config.ink.flip_y)
+
+    def check_audio_type(self) -> None:
+        kind = self.content_type()
+        if kind and not (kind.startswith("audio/") or kind == "application/octet-stream"):
+            raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                             f"expected an audio file as the request body (Content-Type audio/wav, audio/flac, ... "
+                             f"or application/octet-stream), got {kind}")
+
+    def check_json_type(self) -> None:
+        kind = self.content_type()
+        if kind and kind != "application/json":
+            raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                             f'expected JSON strokes (Content-Type application/json), got {kind}; send '
+                             f'{{"strokes": [[[x, y, t], ...], ...]}}')
+
+    def content_type(self) -> str:
+        return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+    # --------------------------------------------------------------------------------------------- body
+
+    def content_length(self) -> int:
+        value = self.headers.get("Content-Length")
+        if value is None:
+            raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length header "
+                                                         "(chunked uploads are not accepted)")
+        try:
+            length = int(value)
+        except ValueError:
+            length = -1
+        if length < 0:
+            raise BadRequest(HTTPStatus.BAD_REQUEST, f"Content-Length {value!r} is not a byte count")
+        self._unread = length
+        limit = self.server.max_upload_bytes
+        if length > limit:
+            raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                             f"the upload is {length / MB:.1f} MB, over this server's limit of {limit / MB:g} MB; "
+                             f"send a shorter recording, or restart `speechrnn serve` with a larger --max-upload-mb")
+        if length == 0:
+            raise BadRequest(HTTPStatus.BAD_REQUEST, "the request body is empty; send the recording or the strokes")
+        return length
+
+    def read_body(self, length: int) -> bytes:
+        chunks, got = [], 0
+        try:
+            while got < length:
+                chunk = self.rfile.read1(min(length - got, 1 << 16))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except OSError as err:  # reset, or stalled past CLIENT_TIMEOUT
+            raise ClientGone(f"client gone mid-upload after {got} of {length} bytes ({err})") from None
+        self._unread = 0
+        if got < length:
+            raise ClientGone(f"client closed the connection after {got} of {length} bytes")
+        return b"".join(chunks)
+
+    def discard_body(self) -> None:
+        """After an error answer to a request whose body was not read: read and drop some of it (up to the
+        upload limit, a few seconds at most), so that a client still sending gets to read the answer rather than
+        a connection reset; then close the connection."""
+        self.close_connection = True
+        left = min(self._unread, self.server.max_upload_bytes)
+        deadline = time.monotonic() + 5.0
+        try:
+            self.connection.settimeout(1.0)
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+
+    # --------------------------------------------------------------------------------------------- answers
+
+    def send_json(self, status: HTTPStatus, data: dict) -> None:
+        self.send_bytes(status, json.dumps(data, ensure_ascii=False).encode("utf-8"), "application/json")
+
+    def send_bytes(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError as err:  # the client left before reading the answer
+            self.close_connection = True
+            self.log_message("%s", f"could not answer: {err}")
+
+
+def make_server(models: dict, host: str = "127.0.0.1", port: int = 8000,
+                max_upload_bytes: int = 50 * MB) -> DemoServer:
+    """A DemoServer bound to host:port (0: a free port), not yet serving: call serve_forever()."""
+    try:
+        return DemoServer((host, port), models, max_upload_bytes)
+    except OSError as err:
+        raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); pick another --port "
+                        f"(0 picks a free one) or --host") from None
+
+
+def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 50.0,
+          device: str = "cpu") -> None:
+    """Load the models, then serve the page until interrupted (Ctrl-C)."""
+    if max_upload_mb <= 0:
+        raise UserError(f"--max-upload-mb must be > 0, got {max_upload_mb:g}")
+    models = load_models(bundles, device)
+    server = make_server(models, host, port, int(max_upload_mb * MB))
+    for modality, (name, recognizer) in sorted(models.items()):
+        print(f"{'speech' if modality == 'audio' else 'handwriting'} model: {name}", file=sys.stderr)
+    try:
+        loopback = ipaddress.ip_address(server.server_address[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        print(f"note: listening on {host}: anyone who can reach this port can use the models; browsers give the "
+              f"microphone only to https:// or localhost pages (tunnel with ssh -L to record from elsewhere)",
+              file=sys.stderr)
+    print(f"serving on {server.url} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()

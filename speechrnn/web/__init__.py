@@ -1,0 +1,1 @@
+"""Static files of `speechrnn serve`: the browser demo page."""

@@ -1,0 +1,298 @@
+// The speechrnn page: record speech (sent as 16-bit PCM WAV to /api/transcribe) and write on a canvas (strokes
+// of [x, y, t] points sent as JSON to /api/ink). Plain JavaScript, no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let limits = { max_upload_bytes: 50e6 };
+
+function say(section, text, isError = false) {
+  const element = $(section + "-message");
+  element.textContent = text;
+  element.classList.toggle("error", isError);
+}
+
+async function post(path, body, type) {
+  let response;
+  try {
+    response = await fetch(path, { method: "POST", body, headers: { "Content-Type": type } });
+  } catch (err) {
+    throw new Error("could not reach the server (is `speechrnn serve` still running?)");
+  }
+  let data = null;
+  try { data = await response.json(); } catch (err) { /* not JSON: reported below */ }
+  if (!response.ok) throw new Error((data && data.error) || `the server answered HTTP ${response.status}`);
+  return data;
+}
+
+async function start() {
+  let models;
+  try {
+    const response = await fetch("api/models");
+    models = await response.json();
+  } catch (err) {
+    $("status").textContent = "cannot reach the server: is `speechrnn serve` running?";
+    return;
+  }
+  limits = models;
+  const describe = (m) => `${m.bundle}, ${m.decoder}`;
+  if (models.audio) {
+    $("audio-model").textContent = describe(models.audio);
+    $("record").disabled = false;
+    $("audio-file").disabled = false;
+  } else {
+    $("audio-model").textContent = "no speech model loaded";
+  }
+  if (models.ink) {
+    $("ink-model").textContent = describe(models.ink);
+    $("ink-read").disabled = false;
+  } else {
+    $("ink-model").textContent = "no handwriting model loaded";
+  }
+  $("status").textContent = "ready";
+  document.body.dataset.ready = "1";
+}
+
+// ---------------------------------------------------------------------------------------------------- speech
+
+const recording = { stream: null, context: null, chunks: [], samples: 0, timer: null, started: 0 };
+
+function showAudio(data) {
+  $("audio-text").textContent = data.text;
+  const list = $("audio-words");
+  list.replaceChildren();
+  for (const w of data.words) {
+    const item = document.createElement("li");
+    const word = document.createElement("b");
+    word.textContent = w.word;
+    item.append(word, ` ${w.start.toFixed(2)}–${w.end.toFixed(2)} s, ${Math.round(100 * w.confidence)} %`);
+    list.append(item);
+  }
+  const seconds = data.duration.toFixed(1);
+  say("audio", data.text ? `${seconds} s of audio, read in ${data.seconds.toFixed(2)} s`
+                         : `${seconds} s of audio: nothing recognised`);
+}
+
+async function transcribe(body, type) {
+  $("audio").dataset.state = "busy";
+  $("audio-text").textContent = "";
+  $("audio-words").replaceChildren();
+  say("audio", "recognising…");
+  try {
+    showAudio(await post("api/transcribe", body, type));
+  } catch (err) {
+    say("audio", err.message, true);
+  }
+  $("audio").dataset.state = "done";
+}
+
+function wavFile(chunks, count, rate) {
+  // 16-bit PCM mono WAV: the 44-byte RIFF header, then little-endian samples
+  const view = new DataView(new ArrayBuffer(44 + 2 * count));
+  const text = (at, s) => { for (let i = 0; i < s.length; i++) view.setUint8(at + i, s.charCodeAt(i)); };
+  text(0, "RIFF"); view.setUint32(4, 36 + 2 * count, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, 2 * rate, true); view.setUint16(32, 2, true);
+  view.setUint16(34, 16, true);
+  text(36, "data"); view.setUint32(40, 2 * count, true);
+  let at = 44;
+  for (const chunk of chunks) {
+    for (let i = 0; i < chunk.length; i++, at += 2) {
+      const s = Math.max(-1, Math.min(1, chunk[i]));
+      view.setInt16(at, s < 0 ? s * 32768 : s * 32767, true);
+    }
+  }
+  return new Blob([view], { type: "audio/wav" });
+}
+
+async function startRecording() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    say("audio", "this browser gives the microphone only to https:// or localhost pages: open the page at " +
+        "http://127.0.0.1:PORT/ on the machine running `speechrnn serve` (or tunnel the port with ssh -L)", true);
+    return;
+  }
+  $("record").disabled = true;
+  say("audio", "asking for the microphone…");
+  try {
+    // raw sound: the model was trained on unprocessed recordings
+    recording.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+    recording.context = new AudioContext();
+    await recording.context.audioWorklet.addModule("worklet.js");
+  } catch (err) {
+    stopDevices();
+    $("record").disabled = false;
+    const denied = err.name === "NotAllowedError";
+    say("audio", denied ? "microphone access was refused: allow it in the browser's site settings and try again"
+                        : `cannot record (${err.name}: ${err.message})`, true);
+    return;
+  }
+  const context = recording.context;
+  const source = context.createMediaStreamSource(recording.stream);
+  const node = new AudioWorkletNode(context, "capture");
+  recording.chunks = [];
+  recording.samples = 0;
+  const maxSamples = Math.floor((limits.max_upload_bytes - 44) / 2);
+  node.port.onmessage = (event) => {
+    if (recording.context !== context) return;
+    recording.chunks.push(event.data);
+    recording.samples += event.data.length;
+    if (recording.samples >= maxSamples) stopRecording("the upload limit is reached: ");
+  };
+  source.connect(node);
+  node.connect(context.destination);  // keeps the worklet running; it outputs silence
+  recording.started = performance.now();
+  recording.timer = setInterval(() => {
+    $("record-time").textContent = `${((performance.now() - recording.started) / 1000).toFixed(1)} s`;
+  }, 100);
+  $("record").textContent = "Stop";
+  $("record").disabled = false;
+  $("audio").dataset.state = "recording";
+  say("audio", "recording… press Stop when done");
+}
+
+function stopDevices() {
+  if (recording.stream) recording.stream.getTracks().forEach((track) => track.stop());
+  if (recording.context) recording.context.close();
+  clearInterval(recording.timer);
+  recording.stream = recording.context = null;
+}
+
+function stopRecording(why = "") {
+  if (!recording.context) return;
+  const rate = recording.context.sampleRate;
+  stopDevices();
+  $("record").textContent = "Record";
+  const wav = wavFile(recording.chunks, recording.samples, rate);
+  recording.chunks = [];
+  const playback = $("audio-playback");
+  if (playback.src) URL.revokeObjectURL(playback.src);
+  playback.src = URL.createObjectURL(wav);
+  playback.hidden = false;
+  if (why) say("audio", why + "stopped");
+  transcribe(wav, "audio/wav");
+}
+
+$("record").addEventListener("click", () => {
+  if (recording.context) stopRecording(); else startRecording();
+});
+
+$("audio-file").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  if (file.size > limits.max_upload_bytes) {
+    say("audio", `${file.name} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit of ` +
+        `${limits.max_upload_bytes / 1e6} MB; choose a shorter file`, true);
+    return;
+  }
+  $("audio-playback").hidden = true;
+  transcribe(file, file.type || "application/octet-stream");
+  event.target.value = "";
+});
+
+// ---------------------------------------------------------------------------------------------------- handwriting
+
+const canvas = $("ink-canvas");
+const pen = canvas.getContext("2d");
+const ink = { strokes: [], current: null, pointer: null, t0: null };
+
+function fitCanvas() {
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.round(canvas.clientWidth * ratio);
+  canvas.height = Math.round(canvas.clientHeight * ratio);
+  pen.setTransform(ratio, 0, 0, ratio, 0, 0);
+  pen.lineWidth = 2.5;
+  pen.lineCap = pen.lineJoin = "round";
+  pen.strokeStyle = "#1a237e";
+  redraw();
+}
+
+function redraw() {
+  pen.clearRect(0, 0, canvas.width, canvas.height);
+  for (const stroke of ink.strokes) {
+    pen.beginPath();
+    stroke.forEach(([x, y], i) => (i ? pen.lineTo(x, y) : pen.moveTo(x, y)));
+    if (stroke.length === 1) pen.lineTo(stroke[0][0] + 0.1, stroke[0][1]);
+    pen.stroke();
+  }
+}
+
+function addPoint(event) {
+  const box = canvas.getBoundingClientRect();
+  const x = +(event.clientX - box.left).toFixed(2), y = +(event.clientY - box.top).toFixed(2);
+  if (ink.t0 === null) ink.t0 = event.timeStamp;
+  const stroke = ink.current;
+  const last = stroke[stroke.length - 1];
+  if (last && last[0] === x && last[1] === y) return;
+  const t = Math.max(+((event.timeStamp - ink.t0) / 1000).toFixed(3), last ? last[2] : 0);
+  stroke.push([x, y, t]);
+  if (last) {
+    pen.beginPath();
+    pen.moveTo(last[0], last[1]);
+    pen.lineTo(x, y);
+    pen.stroke();
+  }
+}
+
+canvas.addEventListener("pointerdown", (event) => {
+  if (event.pointerType === "mouse" && event.button !== 0) return;
+  if (ink.current) return;  // one pen at a time
+  canvas.setPointerCapture(event.pointerId);
+  ink.pointer = event.pointerId;
+  ink.current = [];
+  ink.strokes.push(ink.current);
+  addPoint(event);
+  event.preventDefault();
+});
+
+canvas.addEventListener("pointermove", (event) => {
+  if (!ink.current || event.pointerId !== ink.pointer) return;
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+  for (const e of events.length ? events : [event]) addPoint(e);
+});
+
+function endStroke(event) {
+  if (!ink.current || event.pointerId !== ink.pointer) return;
+  addPoint(event);
+  if (ink.current.length === 1) redraw();  // a dot
+  ink.current = ink.pointer = null;
+}
+canvas.addEventListener("pointerup", endStroke);
+canvas.addEventListener("pointercancel", endStroke);
+
+function clearInk() {
+  ink.strokes = [];
+  ink.current = ink.pointer = ink.t0 = null;
+  $("ink-text").textContent = "";
+  say("ink", "");
+  redraw();
+}
+
+$("ink-clear").addEventListener("click", clearInk);
+$("ink-undo").addEventListener("click", () => {
+  if (ink.current) return;
+  ink.strokes.pop();
+  if (!ink.strokes.length) ink.t0 = null;
+  redraw();
+});
+
+$("ink-read").addEventListener("click", async () => {
+  if (!ink.strokes.length) {
+    say("ink", "write something on the canvas first", true);
+    return;
+  }
+  $("ink").dataset.state = "busy";
+  $("ink-text").textContent = "";
+  say("ink", "recognising…");
+  try {
+    const data = await post("api/ink", JSON.stringify({ strokes: ink.strokes, y_down: true }), "application/json");
+    $("ink-text").textContent = data.text;
+    say("ink", data.text ? `read in ${data.seconds.toFixed(2)} s` : "nothing recognised");
+  } catch (err) {
+    say("ink", err.message, true);
+  }
+  $("ink").dataset.state = "done";
+});
+
+window.addEventListener("resize", fitCanvas);
+fitCanvas();
+start();

@@ -1,0 +1,161 @@
+"""Long recordings: the VAD and its segmentation rules, block-wise resampling, and `speechrnn transcribe` on a
+30-minute file (bounded memory, global word times, WER close to transcribing the utterances one by one)."""
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torchaudio.functional as AF
+
+from speechrnn.longaudio import StreamResampler, audio_blocks
+from speechrnn.vad import EnergyVAD, SegmentRules, StreamSegmenter, speech_segments
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def an4_test(shared_data) -> list[tuple[Path, str]]:
+    """The 130 AN4 test utterances: (wav path, reference text), sorted by path."""
+    root = shared_data / "an4"
+    refs = {}
+    for line in (root / "etc" / "an4_test.transcription").read_text().splitlines():
+        match = re.match(r"(.*)\((\S+)\)\s*$", line)
+        if match:
+            refs[match.group(2)] = " ".join(match.group(1).split()).upper()
+    paths = sorted((root / "wav" / "an4test_clstk").glob("*/*.wav"))
+    return [(path, refs[path.stem]) for path in paths]
+
+
+def test_speech_segments_rules():
+    shift = 0.01
+    prob = np.zeros(400)
+    prob[50:100] = 1  # 0.5 s of speech
+    prob[120:150] = 1  # after a 0.2 s pause: the same segment
+    prob[200:210] = 1  # 0.1 s burst after 0.5 s: dropped (min_speech 0.2)
+    prob[300:380] = 1
+    segments = speech_segments(prob, shift, min_silence=0.3, min_speech=0.2, pad=0.1)
+    assert [(round(a, 2), round(b, 2)) for a, b in segments] == [(0.4, 1.6), (2.9, 3.9)]
+    # the end of the track closes the last segment; its padding stops at the end
+    prob[390:] = 1
+    assert [round(b, 2) for _, b in speech_segments(prob, shift, min_speech=0.05)][-1] == 4.0
+    # speech that never pauses is cut at the quietest frame of each segment's second half
+    prob = np.ones(1000)
+    energy = np.zeros(1000)
+    energy[[420, 830]] = -50
+    segments = speech_segments(prob, shift, max_length=5.0, energy=energy, pad=0.0)
+    assert [(round(a, 2), round(b, 2)) for a, b in segments] == [(0.0, 4.2), (4.2, 8.3), (8.3, 10.0)]
+
+
+def test_energy_vad_finds_speech_and_streams_as_one_pass(shared_data):
+    utterances = an4_test(shared_data)[:6]
+    rng = np.random.default_rng(0)
+    parts, spans, t = [], [], 0.0
+    for path, _ in utterances:
+        wav, rate = soundfile.read(path, dtype="float32")
+        gap = np.zeros(rate, dtype=np.float32)
+        parts += [wav, gap]
+        spans.append((t, t + len(wav) / rate))
+        t += (len(wav) + len(gap)) / rate
+    audio = np.concatenate(parts)
+    vad = EnergyVAD()
+    prob = vad.speech_probability(audio, 16000)
+    assert prob.shape == (len(audio) // 160 + 1,) and 0 <= prob.min() and prob.max() <= 1
+    offline = speech_segments(prob, vad.frame_shift, min_silence=0.7, max_length=3.0,
+                              energy=vad.energy_db(audio, 16000))
+    # every segment lies in an utterance, and every utterance has speech found
+    assert all(any(a - 0.15 < s < e < b + 0.15 for a, b in spans) for s, e in offline)
+    assert all(any(a - 0.15 < s < b for s, _ in offline) for a, b in spans)
+    # pushed in random blocks: the same segments (bounded buffer), with their audio
+    segmenter = StreamSegmenter(vad, 16000, SegmentRules(min_silence=0.7, max_length=3.0))
+    streamed, first = [], 0
+    while first < len(audio):
+        size = int(rng.integers(50, 30000))
+        streamed += segmenter.push(audio[first: first + size])
+        first += size
+        assert len(segmenter.buffer) < 16000 * 9
+    streamed += segmenter.flush()
+    assert [(round(s.start, 3), round(s.end, 2)) for s in streamed] == [(round(a, 3), round(b, 2)) for a, b in offline]
+    for segment in streamed:
+        assert np.array_equal(segment.audio, audio[round(segment.start * 16000): round(segment.end * 16000)])
+
+
+@pytest.mark.parametrize("orig,new", [(44100, 16000), (8000, 16000), (48000, 16000), (16000, 16000)])
+def test_stream_resampler_matches_whole_signal(orig, new, tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(50_000).astype(np.float32) * 0.1
+    whole = AF.resample(torch.from_numpy(x), orig, new).numpy() if orig != new else x
+    resampler, parts, first = StreamResampler(orig, new), [], 0
+    while first < len(x):
+        size = int(rng.integers(1, 7000))
+        parts.append(resampler.push(x[first: first + size]))
+        first += size
+    parts.append(resampler.flush())
+    assert np.abs(np.concatenate(parts) - whole).max() < 1e-5
+    # a file read in blocks gives the same samples
+    soundfile.write(tmp_path / "x.flac", x, orig, subtype="PCM_24")
+    read = np.concatenate(list(audio_blocks(tmp_path / "x.flac", new, block_seconds=0.37)))
+    ref = soundfile.read(tmp_path / "x.flac", dtype="float32")[0]
+    ref = AF.resample(torch.from_numpy(ref), orig, new).numpy() if orig != new else ref
+    assert np.abs(read - ref).max() < 1e-5
+
+
+def test_thirty_minute_file(shared_data, tmp_path):
+    """30 minutes of AN4 test utterances (looped, 0.5 s of silence between) transcribed by the CLI in a subprocess:
+    peak memory, global word times, and WER against transcribing the utterances one by one."""
+    from speechrnn.pretrained import default_bundle
+    from speechrnn.recognizer import Recognizer
+
+    bundle = default_bundle("audio")
+    utterances = an4_test(shared_data)
+    audio = {path: soundfile.read(path, dtype="float32")[0] for path, _ in utterances}
+    gap = np.zeros(8000, dtype=np.float32)
+    long_wav, refs, spans, t = tmp_path / "long.wav", [], [], 0.0
+    with soundfile.SoundFile(long_wav, "w", 16000, 1, "PCM_16") as out:
+        while t < 1800:
+            for path, text in utterances:
+                out.write(audio[path])
+                out.write(gap)
+                spans.append((t, t + len(audio[path]) / 16000))
+                refs.append(text)
+                t += (len(audio[path]) + len(gap)) / 16000
+                if t >= 1800:
+                    break
+    duration = soundfile.info(long_wav).duration
+    assert duration >= 1800
+
+    proc = subprocess.run([sys.executable, "-m", "speechrnn", "transcribe", bundle, long_wav, "--format", "json",
+                           "--greedy"], env=ENV, capture_output=True, text=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert proc.returncode == 0, proc.stderr
+    assert peak_mb < 1536, f"peak RSS {peak_mb:.0f} MB"
+    result = json.loads(proc.stdout)
+    assert abs(result["duration"] - duration) < 0.01
+    words = result["words"]
+    assert len(words) > 0.9 * sum(len(r.split()) for r in refs)
+    starts = [w["start"] for w in words]
+    assert all(a <= b for a, b in zip(starts, starts[1:])), "word times go back"
+    assert all(0 <= w["start"] <= w["end"] <= duration for w in words)
+    # global offsets: the words sit inside the utterances, not in the silences put between them
+    span_starts = np.array([s for s, _ in spans])
+    inside = [spans[i][0] - 0.1 <= (w["start"] + w["end"]) / 2 <= spans[i][1] + 0.1
+              for w in words for i in [int(np.searchsorted(span_starts, (w["start"] + w["end"]) / 2)) - 1]]
+    assert np.mean(inside) > 0.98
+    assert " ".join(w["word"] for w in words) == result["text"]
+
+    recognizer = Recognizer.load(bundle, decoding="greedy")
+    per_file = recognizer.transcribe([path for path, _ in utterances])
+    per_file_wer = jiwer.wer([text for _, text in utterances], [r.text for r in per_file])
+    n = len(utterances)
+    stitched_wer = jiwer.wer(" ".join(refs), result["text"])
+    looped_per_file_wer = jiwer.wer(" ".join(refs), " ".join(per_file[k % n].text for k in range(len(refs))))
+    print(f"30-min file: peak RSS {peak_mb:.0f} MB, stitched WER {100 * stitched_wer:.2f} %, per-file "
+          f"{100 * looped_per_file_wer:.2f} % ({100 * per_file_wer:.2f} % on the 130 files)")
+    assert abs(stitched_wer - looped_per_file_wer) < 0.04

@@ -1,0 +1,287 @@
+"""`speechrnn serve`: the page in headless Chromium (speech through a fake microphone that plays a real AN4
+recording, a real UNIPEN word drawn on the canvas with pen events), and the HTTP API's answers to bad input.
+
+The server runs as the CLI runs it (`python -m speechrnn serve --port 0`), once for the module, with the shipped
+models. The browser tests need Debian's `chromium` and `chromium-driver` and the `selenium` package (the dev
+extra); without them they are skipped, unless SPEECHRNN_REQUIRE_BROWSER is set (CI sets it), where they fail.
+Screenshots of the page go to test-artifacts/ at the repo root.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+MAX_UPLOAD_MB = 2
+# short AN4 test recordings; the first one the shipped model gets right when sent directly is played to the page
+AN4_CLIPS = ["cen3-fcaw-b", "an426-fvap-b", "cen6-fvap-b", "cen1-fvap-b", "cen3-fjlp-b"]
+LEAD_IN = 1.0  # seconds of silence before the clip: room for the page's start-up between opening and recording
+UNIPEN_WORDS = ["basket", "bargain", "blossom", "business", "alarm"]  # likewise, drawn on the canvas
+
+
+# ---------------------------------------------------------------------------------------------------- server
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(base URL, path of the server's stderr log) of `speechrnn serve --port 0` with the shipped models."""
+    log = tmp_path_factory.mktemp("serve") / "stderr.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "speechrnn", "serve", "--port", "0",
+                                 "--max-upload-mb", str(MAX_UPLOAD_MB)],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        line, deadline = "", time.monotonic() + 90
+        while "serving on" not in line:
+            ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))
+            line = proc.stdout.readline() if ready else ""
+            if not ready or (not line and proc.poll() is not None):
+                pytest.fail(f"speechrnn serve did not start:\n{log.read_text()}")
+        url = re.search(r"http://\S+/", line).group(0)
+        yield url, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def raw_request(url: str, head: str, body: bytes = b"", finish: bool = True) -> tuple[int, dict] | None:
+    """Send `head` (request line and headers) and `body` over a plain socket. finish: half-close and read the
+    answer; else just close, as a client that goes away mid-upload."""
+    host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        if not finish:
+            return None
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    header, _, payload = data.partition(b"\r\n\r\n")
+    return int(header.split()[1]), json.loads(payload)
+
+
+def an4_recording(shared_data: Path, name: str) -> tuple[Path, str]:
+    an4 = shared_data / "an4"
+    (path,) = (an4 / "wav" / "an4test_clstk").glob(f"*/{name}.wav")
+    for line in (an4 / "etc" / "an4_test.transcription").read_text().splitlines():
+        if line.strip().endswith(f"({name})"):
+            return path, line.strip().rsplit(" (", 1)[0]
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="module")
+def speech_clip(server, shared_data) -> tuple[Path, str]:
+    """(path, reference) of the first AN4_CLIPS recording the served model transcribes right."""
+    url, _ = server
+    for name in AN4_CLIPS:
+        path, reference = an4_recording(shared_data, name)
+        status, answer = post(url + "api/transcribe", path.read_bytes(), "audio/wav")
+        assert status == 200, answer
+        if answer["text"] == reference:
+            return path, reference
+    pytest.fail(f"the shipped speech model gets none of {AN4_CLIPS} right")
+
+
+# ---------------------------------------------------------------------------------------------------- HTTP
+
+def test_default_host_is_loopback(server):
+    from speechrnn.cli import build_parser
+
+    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    url, _ = server
+    assert url.startswith("http://127.0.0.1:")  # the address it actually bound, as printed
+    with urllib.request.urlopen(url + "api/models", timeout=30) as response:
+        models = json.loads(response.read())
+    assert models["audio"]["bundle"] == "an4.pt" and models["ink"]["bundle"] == "unipen.pt"
+    assert models["max_upload_bytes"] == MAX_UPLOAD_MB * 1_000_000
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert b'id="ink-canvas"' in response.read()
+
+
+def test_upload_over_the_limit_gets_413(server):
+    url, _ = server
+    status, answer = raw_request(url, "POST /api/transcribe HTTP/1.1\nHost: x\nContent-Type: audio/wav\n"
+                                      f"Content-Length: {3 * MAX_UPLOAD_MB * 1_000_000}\n", b"RIFF" + bytes(4096))
+    assert status == 413
+    assert f"limit of {MAX_UPLOAD_MB} MB" in answer["error"] and "--max-upload-mb" in answer["error"]
+
+
+def test_non_audio_gets_415(server, shared_data):
+    url, _ = server
+    status, answer = post(url + "api/transcribe", b"hello", "text/plain")
+    assert status == 415 and "expected an audio file" in answer["error"] and "text/plain" in answer["error"]
+    status, answer = post(url + "api/transcribe", b"<html>not a recording</html>" * 10, "audio/wav")
+    assert status == 415 and "not audio" in answer["error"] and "WAV" in answer["error"]
+    status, answer = post(url + "api/ink", b"strokes", "text/plain")
+    assert status == 415 and "application/json" in answer["error"]
+
+
+def test_ink_without_strokes_gets_400(server):
+    url, _ = server
+    for body in ({"strokes": []}, {"strokes": [[], []]}):
+        status, answer = post(url + "api/ink", json.dumps(body).encode(), "application/json")
+        assert status == 400 and "no strokes" in answer["error"]
+    status, answer = post(url + "api/ink", b"{not json", "application/json")
+    assert status == 400 and "not JSON" in answer["error"]
+
+
+def test_client_gone_mid_upload(server, speech_clip):
+    url, log = server
+    path, reference = speech_clip
+    audio = path.read_bytes()
+    raw_request(url, f"POST /api/transcribe HTTP/1.1\nHost: x\nContent-Type: audio/wav\n"
+                     f"Content-Length: {len(audio)}\n", audio[:1000], finish=False)
+    deadline = time.monotonic() + 10
+    while f"after 1000 of {len(audio)} bytes" not in log.read_text():
+        assert time.monotonic() < deadline, f"the dropped upload was not logged:\n{log.read_text()}"
+        time.sleep(0.1)
+    status, answer = post(url + "api/transcribe", audio, "audio/wav")  # still serving
+    assert status == 200 and answer["text"] == reference
+
+
+# ---------------------------------------------------------------------------------------------------- browser
+
+def browser_or_skip() -> tuple[str, str]:
+    """(chromium, chromedriver) paths; skip (or fail under SPEECHRNN_REQUIRE_BROWSER) when missing."""
+    chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    driver = shutil.which("chromedriver")
+    missing = [name for name, found in (("chromium", chromium), ("chromium-driver", driver)) if not found]
+    if importlib.util.find_spec("selenium") is None:
+        missing.append("selenium")
+    if missing:
+        message = (f"browser tests need {' and '.join(missing)}: apt-get install chromium chromium-driver; "
+                   f"pip install -e '.[dev]' (selenium)")
+        if os.environ.get("SPEECHRNN_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return chromium, driver
+
+
+@pytest.fixture(scope="module")
+def browser(speech_clip, tmp_path_factory):
+    """Headless Chromium whose fake microphone plays LEAD_IN seconds of silence, the speech clip once, then
+    silence (it starts when the page opens the microphone)."""
+    chromium, driver_path = browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    samples, rate = soundfile.read(str(speech_clip[0]), dtype="int16")
+    fake_mic = tmp_path_factory.mktemp("mic") / "clip.wav"
+    silence = np.zeros(int(LEAD_IN * rate), np.int16)
+    soundfile.write(str(fake_mic), np.concatenate([silence, samples, silence, silence]), rate, subtype="PCM_16")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
+                "--window-size=1100,1000", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={fake_mic}%noloop", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(arg)
+    chrome = webdriver.Chrome(options=options, service=Service(driver_path))
+    chrome.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def open_page(browser, url):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 20).until(lambda b: b.execute_script("return document.body.dataset.ready === '1'"))
+
+
+def wait_state(browser, section: str, state: str, seconds: float = 30) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, seconds).until(
+        lambda b: b.execute_script(f"return document.getElementById('{section}').dataset.state") == state)
+
+
+def test_record_speech_in_the_browser(server, speech_clip, browser):
+    url, _ = server
+    path, reference = speech_clip
+    clip_seconds = soundfile.info(str(path)).duration
+    open_page(browser, url)
+    record = browser.find_element("id", "record")
+    record.click()
+    wait_state(browser, "audio", "recording", 20)
+    time.sleep(LEAD_IN + clip_seconds)  # what the fake microphone plays from when the page opened it
+    record.click()
+    wait_state(browser, "audio", "done")
+    shown = browser.find_element("id", "audio-text").text
+    message = browser.find_element("id", "audio-message").text
+    browser.save_screenshot(str(ARTIFACTS / "serve-speech.png"))
+    assert shown == reference, f"page shows {shown!r} ({message})"
+    assert len(browser.find_elements("css selector", "#audio-words li")) == len(reference.split())
+
+
+def test_write_on_the_canvas(server, unipen_words, browser):
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    url, _ = server
+    for word in UNIPEN_WORDS:  # a word the model reads right when its ink is sent directly (UNIPEN: y up)
+        segment = next(s for s in unipen_words if s.label == word)
+        body = {"strokes": [s.tolist() for s in segment.ink.strokes]}
+        status, answer = post(url + "api/ink", json.dumps(body).encode(), "application/json")
+        assert status == 200, answer
+        if answer["text"] == word:
+            break
+    else:
+        pytest.fail(f"the shipped handwriting model reads none of {UNIPEN_WORDS} right")
+
+    open_page(browser, url)
+    box = browser.execute_script("const r = document.getElementById('ink-canvas').getBoundingClientRect();"
+                                 "return [r.left, r.top, r.width, r.height];")
+    points = np.concatenate(segment.ink.strokes)[:, :2]
+    low, high = points.min(axis=0), points.max(axis=0)
+    scale = min((box[2] - 60) / (high[0] - low[0]), (box[3] - 60) / (high[1] - low[1]))
+    pen = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_PEN, "pen"), duration=0)
+    moves = 0
+    for stroke in segment.ink.strokes:  # into the canvas, y flipped (UNIPEN y is up, the screen's down)
+        xy = np.column_stack([box[0] + 30 + (stroke[:, 0] - low[0]) * scale,
+                              box[1] + 30 + (high[1] - stroke[:, 1]) * scale]).round().astype(int)
+        kept = [xy[0]]
+        for p in xy[1:]:
+            if np.abs(p - kept[-1]).max() >= 2:
+                kept.append(p)
+        pen.pointer_action.move_to_location(int(kept[0][0]), int(kept[0][1]))
+        pen.pointer_action.pointer_down()
+        for x, y in kept[1:]:
+            pen.pointer_action.move_to_location(int(x), int(y))
+        pen.pointer_action.pointer_up()
+        moves += len(kept)
+    pen.perform()
+    drawn = browser.execute_script("return ink.strokes.map((s) => s.length)")
+    assert len(drawn) == len(segment.ink.strokes) and sum(drawn) >= 0.9 * moves, (drawn, moves)
+    browser.find_element("id", "ink-read").click()
+    wait_state(browser, "ink", "done")
+    shown = browser.find_element("id", "ink-text").text
+    message = browser.find_element("id", "ink-message").text
+    browser.save_screenshot(str(ARTIFACTS / "serve-ink.png"))
+    assert shown == word, f"page shows {shown!r} ({message})"
