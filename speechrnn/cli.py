@@ -121,6 +121,24 @@ def expand_inputs(inputs: list[str], extensions: tuple[str, ...]) -> list[str]:
     return paths
 
 
+def split_bundle(items: list[str]) -> tuple[str, list[str]]:
+    """[BUNDLE] INPUT... -> (bundle, inputs). The first item is the bundle unless it is an audio or ink file, a
+    folder or '-'; then the shipped model for the inputs' kind is used: UNIPEN handwriting when they are all ink
+    files, else AN4 speech."""
+    from .pretrained import default_bundle
+
+    first = items[0]
+    if not (first == "-" or Path(first).is_dir() or first.lower().endswith(AUDIO_EXTENSIONS + INK_EXTENSIONS)):
+        if len(items) == 1:
+            raise UserError(f"{first}: taken as the bundle, but no input follows; name files, folders or - after it")
+        return first, items[1:]
+    ink = all(item.lower().endswith(INK_EXTENSIONS) for item in items)
+    bundle = default_bundle("ink" if ink else "audio")
+    print(f"model: {bundle.name}, shipped with speechrnn ({'UNIPEN handwriting' if ink else 'AN4 speech'}; "
+          "name a bundle first to use another)", file=sys.stderr)
+    return str(bundle), items
+
+
 def cmd_transcribe(args) -> None:
     from tqdm import tqdm
 
@@ -136,6 +154,7 @@ def cmd_transcribe(args) -> None:
     if args.hotword:
         beam["hotwords"] = parse_hotwords(args.hotword)
     decoding = "greedy" if args.greedy else "beam" if (args.beam or args.lexicon or args.lm) else "tuned"
+    args.bundle, args.inputs = split_bundle(args.inputs)
     recognizer = Recognizer.load(args.bundle, device=args.device or "cpu", decoding=decoding, **beam)
     ink = recognizer.config.modality == "ink"
     if not ink:
@@ -333,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_eval)
 
     p = commands.add_parser(
-        "transcribe", help="transcribe audio or ink files",
+        "transcribe", help="transcribe audio or ink files", usage="speechrnn transcribe [options] [BUNDLE] INPUT...",
         description="Transcribe files, folders (searched recursively by extension) or '-' (paths on stdin). Decodes "
                     "with the bundle's tuned beam search when it has one (`speechrnn tune`), else greedily. Unreadable "
                     "files are reported and skipped; the exit status is 1 if any failed. Recordings of any length work: "
@@ -341,10 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="formats: txt (path<TAB>text), jsonl (a JSON object a line), json (with word start/end times in "
                "seconds and confidences), srt and vtt (subtitles). With --output DIR, one file per input: "
                "DIR/<name>.<format>.")
-    p.add_argument("bundle", help="model bundle")
-    p.add_argument("inputs", nargs="+", help="audio files (wav, flac, ogg, mp3, sphere) for a speech bundle, ink "
-                                             "files (.json, .inkml, IAM-OnDB .xml) for a handwriting bundle, "
-                                             "folders of them, or - to read paths from stdin")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a model bundle (.pt; left out: the shipped AN4 speech model, or the UNIPEN handwriting model "
+                        "for ink files), then audio files (wav, flac, ogg, mp3, sphere) for a speech bundle, ink "
+                        "files (.json, .inkml, IAM-OnDB .xml) for a handwriting bundle, folders of them, or - to read "
+                        "paths from stdin")
     p.add_argument("--format", choices=["txt", "json", "jsonl", "srt", "vtt"], default="txt")
     p.add_argument("--output", metavar="DIR", help="write one file per input into DIR instead of printing")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")

@@ -85,7 +85,7 @@ class BeamConfig:
 
     beam_size: int = 50  # hypotheses kept after each frame
     beam_size_token: int | None = None  # tokens tried per frame (the best ones); None: all
-    beam_threshold: float = 25.0  # drop hypotheses scoring this much below the best one
+    beam_threshold: float = 25.0  # drop hypotheses scoring this much below the best one (pyctcdecode: 10)
     token_min_logp: float | None = None  # per frame, a token below this log-prob (other than the frame's best) is
     # taken only where no hypothesis within beam_threshold can do without one; None: no such pruning. As
     # pyctcdecode's token_min_logp (its default: -5), which never takes them (ours would find no word end at times)
@@ -251,7 +251,7 @@ class BeamDecoder:
     def _hypothesis(self, raw: tuple, frames: int, emissions: np.ndarray) -> Hypothesis:
         score, am_score, lm_score, path, words = raw
         if self.config.token_min_logp is not None:  # take back the TOKEN_PENALTY of each pruned token on the path
-            steps = np.asarray(path[1:frames + 1])
+            steps = np.asarray(path[1:frames + 1], dtype=np.int64)
             values = emissions[np.arange(len(steps)), steps]
             pruned = int(((values < self.config.token_min_logp) & (values < emissions[:len(steps)].max(axis=1))).sum())
             score, am_score = score + pruned * TOKEN_PENALTY, am_score + pruned * TOKEN_PENALTY

@@ -62,7 +62,8 @@ def store_decoding(bundle_path, beam: BeamConfig, dev_wer: float) -> None:
     """Rewrite the bundle (atomically) with `beam`'s settings and the text of its lexicon and LM files."""
     bundle = load_bundle(bundle_path)
     decoding = {"beam_size": beam.beam_size, "lm_weight": beam.lm_weight, "word_score": beam.word_score,
-                "sil_score": beam.sil_score, "oov_margin": beam.oov_margin, "dev_wer": dev_wer,
+                "sil_score": beam.sil_score, "oov_margin": beam.oov_margin, "beam_threshold": beam.beam_threshold,
+                "token_min_logp": beam.token_min_logp, "dev_wer": dev_wer,
                 "lexicon": Path(beam.lexicon).read_text(encoding="utf-8") if beam.lexicon else None,
                 "lm": Path(beam.lm).read_text(encoding="utf-8") if beam.lm else None}
     save_bundle(bundle_path, bundle["state_dict"], bundle["config"], bundle["tokenizer"],
@@ -82,7 +83,9 @@ def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overri
             files[key] = str(Path(folder.name) / {"lexicon": "lexicon.txt", "lm": "lm.arpa"}[key])
             Path(files[key]).write_text(decoding[key], encoding="utf-8")
     settings = {k: decoding[k] for k in ("beam_size", "lm_weight", "word_score", "sil_score")}
-    settings["oov_margin"] = decoding.get("oov_margin", float("inf"))
+    for key in ("oov_margin", "beam_threshold", "token_min_logp"):  # bundles tuned before these were stored: defaults
+        if key in decoding:
+            settings[key] = decoding[key]
     decoder = BeamDecoder(tokenizer, BeamConfig(**{**settings, **files, **overrides}), workers=workers)
     decoder.files = folder  # removed with the decoder
     return decoder
@@ -98,7 +101,8 @@ def run(args) -> None:
     if args.lm and not args.lexicon:
         raise UserError("tune: --lm needs --lexicon here (a word LM scores lexicon words; for a char LM use eval)")
     refs, log_probs, lens = posteriors(model, tokenizer, config, args.dev)
-    base = {"beam_size": args.beam, "lexicon": args.lexicon, "lm": args.lm}
+    base = {"beam_size": args.beam, "lexicon": args.lexicon, "lm": args.lm, "beam_threshold": args.beam_threshold,
+            "token_min_logp": args.token_min_logp}
     grid = {"lm_weight": args.lm_weights if args.lm else [0.0], "word_score": args.word_scores,
             "oov_margin": args.oov_margins}
     greedy = error_rates(refs, [tokenizer.decode(ids) for ids in greedy_decode(log_probs, lens)])
@@ -109,7 +113,8 @@ def run(args) -> None:
         print("  " + ", ".join(f"{k} {v:g}" for k, v in setting.items()) + f": WER {100 * rates.wer:.2f} %, "
               f"CER {100 * rates.cer:.2f} %{mark}", file=sys.stderr)
     store_decoding(args.bundle, BeamConfig(**base, **best), best_rates.wer)
-    print(f"{args.bundle}: decoding stored (beam {args.beam}, " + ", ".join(f"{k} {v:g}" for k, v in best.items())
+    print(f"{args.bundle}: decoding stored (beam {args.beam}, threshold {args.beam_threshold:g}, "
+          + ", ".join(f"{k} {v:g}" for k, v in best.items())
           + f"; dev WER {100 * best_rates.wer:.2f} % vs greedy {100 * greedy.wer:.2f} %)")
 
 
@@ -128,6 +133,11 @@ def add_parser(commands) -> None:
                    help=f"LM weights to try ({' '.join(f'{w:g}' for w in LM_WEIGHTS)})")
     p.add_argument("--word-scores", type=float, nargs="+", default=WORD_SCORES, metavar="S",
                    help=f"word scores to try ({' '.join(f'{s:g}' for s in WORD_SCORES)})")
+    p.add_argument("--beam-threshold", type=float, default=BeamConfig.beam_threshold, metavar="T",
+                   help=f"drop hypotheses this far below the best ({BeamConfig.beam_threshold:g}; pyctcdecode: 10)")
+    p.add_argument("--token-min-logp", type=float, default=None, metavar="L",
+                   help="per frame, try tokens below log-prob L only where needed (default: try all; pyctcdecode: "
+                        "-5, several times faster on a peaky model; check dev WER)")
     p.add_argument("--oov-margins", type=float, nargs="+", default=[float("inf")], metavar="M",
                    help="open vocabulary: keep the lexicon-free transcript when its CTC log-likelihood beats the "
                         "lexicon hypothesis' by more than M; margins to try (default: inf = never)")
