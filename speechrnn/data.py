@@ -1,11 +1,18 @@
 """JSONL manifests (NeMo field names), the audio and ink Datasets, padding collate, and a length-bucketing batch
 sampler. Both datasets give items {"id", "inputs", "tokens", "text"}: `inputs` is a waveform (N,) for audio and
-pen-stroke features (T, F) for ink; `input_lengths` and `frame_lengths` (for batching) say how long each is."""
+pen-stroke features (T, F) for ink; `input_lengths` and `frame_lengths` (for batching) say how long each is.
 
+Manifests are read as a stream (iter_manifest). The audio dataset keeps them by column (Utterances: packed strings,
+durations; token ids flat in RaggedInts), a few hundred bytes per utterance, so 100k+ line manifests fit in memory
+in every DDP rank."""
+
+import hashlib
 import json
 import os
 import random
 import sys
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -48,18 +55,28 @@ def write_manifest(path: str | Path, entries: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> list[dict]:
-    """Parse a JSONL manifest. A line that is not JSON or lacks a field raises ManifestError naming file:line."""
+def iter_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> Iterator[dict]:
+    """The entries of a JSONL manifest one at a time, read as they are consumed (constant memory): `audio_filepath`
+    and `ink_filepath` resolved against the manifest's folder, `id` defaulting to the file's stem. A line that is
+    not JSON or lacks a field raises ManifestError naming file:line when it is reached; a missing file raises at
+    once."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found (run the recipe's data stage first)")
-    entries = []
-    with open(path, encoding="utf-8") as lines:
+    return _entries(path, fields)
+
+
+def _entries(path: Path, fields: tuple[str, ...]) -> Iterator[dict]:
+    folder = os.path.realpath(path.parent)
+    with open(path, "rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
+                entry = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                raise ManifestError(f"{path}:{number}: not UTF-8 (byte {err.start + 1} of the line); re-save the "
+                                    "manifest as UTF-8") from None
             except json.JSONDecodeError as err:
                 raise ManifestError(f"{path}:{number}: not a JSON object ({err.msg}); fix or delete the line") from None
             missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
@@ -67,18 +84,133 @@ def read_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> l
                 raise ManifestError(f"{path}:{number}: missing field(s) {', '.join(missing)}; each line needs {', '.join(fields)}")
             for key in ("audio_filepath", "ink_filepath"):
                 if key in entry and not os.path.isabs(entry[key]):
-                    entry[key] = os.path.normpath(os.path.join(os.path.realpath(path.parent), entry[key]))
-            entry.setdefault("id", Path(entry.get("audio_filepath", entry.get("ink_filepath", str(number)))).stem)
-            entries.append(entry)
-    return entries
+                    entry[key] = os.path.normpath(os.path.join(folder, entry[key]))
+            if "id" not in entry:
+                entry["id"] = Path(entry.get("audio_filepath", entry.get("ink_filepath", str(number)))).stem
+            yield entry
 
 
-def load_utterances(path: str | Path) -> list[Utterance]:
-    return [
+def read_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> list[dict]:
+    """All entries of a JSONL manifest as a list of dicts (see iter_manifest; prefer it, or load_utterances, for
+    large manifests). A line that is not JSON or lacks a field raises ManifestError naming file:line."""
+    return list(iter_manifest(path, fields))
+
+
+class StringColumn:
+    """A sequence of strings packed into one UTF-8 buffer with int64 offsets: 8 bytes per string besides its text,
+    against about 60 for a list of str. Grows by append(); items are decoded when read."""
+
+    def __init__(self, strings: Iterable[str] = ()):
+        self.blob, self.ends = bytearray(), array("q", [0])
+        for string in strings:
+            self.append(string)
+
+    def append(self, string: str) -> None:
+        self.blob += string.encode("utf-8")
+        self.ends.append(len(self.blob))
+
+    def __len__(self) -> int:
+        return len(self.ends) - 1
+
+    def __getitem__(self, index: int) -> str:
+        index = range(len(self))[index]
+        return self.blob[self.ends[index] : self.ends[index + 1]].decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        blob, ends = self.blob, self.ends
+        for index in range(len(ends) - 1):
+            yield blob[ends[index] : ends[index + 1]].decode("utf-8")
+
+    def take(self, indices: Iterable[int]) -> "StringColumn":
+        return StringColumn(self[i] for i in indices)
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.ends.tobytes() + self.blob).digest()
+
+
+class RaggedInts:
+    """A sequence of lists of non-negative ints (token ids) stored flat with int64 offsets; items read as lists.
+    The flat array is as narrow as the values allow: one byte per id for a character vocabulary, widened (to 2,
+    4, 8 bytes) when a larger id comes."""
+
+    WIDER = {"B": "H", "H": "I", "I": "Q"}
+
+    def __init__(self, lists: Iterable[list[int]] = ()):
+        self.flat, self.ends = array("B"), array("q", [0])
+        for values in lists:
+            self.append(values)
+
+    def append(self, values: list[int]) -> None:
+        while True:
+            try:
+                self.flat.extend(values)
+                break
+            except OverflowError:  # undo the part appended, then widen (a negative id fails at "Q" with its error)
+                del self.flat[self.ends[-1] :]
+                if self.flat.typecode not in self.WIDER:
+                    raise
+                self.flat = array(self.WIDER[self.flat.typecode], self.flat)
+        self.ends.append(len(self.flat))
+
+    def __len__(self) -> int:
+        return len(self.ends) - 1
+
+    def __getitem__(self, index: int) -> list[int]:
+        index = range(len(self))[index]
+        return self.flat[self.ends[index] : self.ends[index + 1]].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        flat, ends = self.flat, self.ends
+        for index in range(len(ends) - 1):
+            yield flat[ends[index] : ends[index + 1]].tolist()
+
+    def take(self, indices: Iterable[int]) -> "RaggedInts":
+        return RaggedInts(self[i] for i in indices)
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.ends.tobytes() + self.flat.tobytes()).digest()
+
+
+class Utterances(Sequence):
+    """A list of Utterance stored by column (packed strings, float64 durations): about a third of the memory of a
+    list of dataclasses or dicts. Indexing builds the Utterance; slicing and take() give Utterances."""
+
+    def __init__(self, utterances: Iterable[Utterance] = ()):
+        self.ids, self.paths, self.texts, self.speakers = StringColumn(), StringColumn(), StringColumn(), StringColumn()
+        self.durations = array("d")
+        for utt in utterances:
+            self.append(utt)
+
+    def append(self, utt: Utterance) -> None:
+        self.ids.append(utt.id)
+        self.paths.append(utt.path)
+        self.texts.append(utt.text)
+        self.speakers.append(utt.speaker)
+        self.durations.append(utt.duration)
+
+    def __len__(self) -> int:
+        return len(self.durations)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.take(range(len(self))[index])
+        return Utterance(self.ids[index], self.paths[index], self.durations[index], self.texts[index],
+                         self.speakers[index])
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return map(Utterance, self.ids, self.paths, self.durations, self.texts, self.speakers)
+
+    def take(self, indices: Iterable[int]) -> "Utterances":
+        return Utterances(self[i] for i in indices)
+
+
+def load_utterances(path: str | Path) -> Utterances:
+    """The utterances of an audio manifest, streamed into a columnar store (no list of dicts is built)."""
+    return Utterances(
         Utterance(id=str(e["id"]), path=e["audio_filepath"], duration=float(e["duration"]), text=str(e["text"]),
                   speaker=str(e.get("speaker", "")))
-        for e in read_manifest(path)
-    ]
+        for e in iter_manifest(path)
+    )
 
 
 class AudioDataset(Dataset):
@@ -87,26 +219,37 @@ class AudioDataset(Dataset):
     With `speed_factors` (e.g. [0.9, 1.0, 1.1]) each item is played faster or slower by a factor drawn from
     (seed, epoch, index), so a resumed run draws what an uninterrupted one would."""
 
-    def __init__(self, utterances: list[Utterance], tokenizer, sample_rate: int, speed_factors: list[float] = (),
+    def __init__(self, utterances: Iterable[Utterance], tokenizer, sample_rate: int, speed_factors: list[float] = (),
                  seed: int = 0, hop_length: int = 160):
-        self.utterances = utterances
-        self.tokens = [tokenizer.encode(u.text) for u in utterances]
+        # columnar (see Utterances, RaggedInts): a few hundred bytes per utterance, for manifests of 100k+ lines
+        self.utterances = utterances if isinstance(utterances, Utterances) else Utterances(utterances)
+        self.tokens = RaggedInts(map(tokenizer.encode, self.utterances.texts) if tokenizer is not None else ())
         self.sample_rate = sample_rate
+        self.hop_length = hop_length
         self.speed_factors = list(speed_factors)
         self.seed = seed
         self.epoch = 0
-        self.texts = [u.text for u in utterances]
-        self.input_lengths = [int(u.duration * sample_rate) for u in utterances]  # samples
-        self.frame_lengths = [n / hop_length for n in self.input_lengths]
+        self.input_lengths = array("q", (int(d * sample_rate) for d in self.utterances.durations))  # samples
+        self.frame_lengths = array("d", (n / hop_length for n in self.input_lengths))
+
+    @property
+    def texts(self) -> StringColumn:
+        return self.utterances.texts
 
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def subset(self, keep: list[int]) -> "AudioDataset":
-        kept = AudioDataset([], None, self.sample_rate, self.speed_factors, self.seed)
-        for name in ("utterances", "tokens", "texts", "input_lengths", "frame_lengths"):
-            setattr(kept, name, [getattr(self, name)[i] for i in keep])
+    def subset(self, keep: Iterable[int]) -> "AudioDataset":
+        keep = list(keep)
+        kept = AudioDataset((), None, self.sample_rate, self.speed_factors, self.seed, self.hop_length)
+        kept.utterances, kept.tokens = self.utterances.take(keep), self.tokens.take(keep)
+        kept.input_lengths = array("q", (self.input_lengths[i] for i in keep))
+        kept.frame_lengths = array("d", (self.frame_lengths[i] for i in keep))
         return kept
+
+    def fingerprint(self) -> str:
+        """A digest of the texts, token ids and lengths (equal on every DDP rank that reads the same data)."""
+        return hashlib.sha256(self.texts.digest() + self.tokens.digest() + self.input_lengths.tobytes()).hexdigest()
 
     def without_augmentation(self) -> "AudioDataset":
         plain = self.subset(range(len(self)))
@@ -134,12 +277,12 @@ class InkDataset(Dataset):
     once and kept; with `augment`, each item is featurised from an augmented copy drawn from (seed, epoch, index),
     so a resumed run draws what an uninterrupted one would."""
 
-    def __init__(self, entries: list[dict], tokenizer, config: InkFeatureConfig, augment: bool = False,
+    def __init__(self, entries: Iterable[dict], tokenizer, config: InkFeatureConfig, augment: bool = False,
                  seed: int = 0, where: str = "ink"):
         self.config, self.augment, self.seed, self.epoch = config, augment, seed, 0
         self.ids, self.texts, self.inks, self.features = [], [], [], []
-        skipped = 0
-        for entry in tqdm(entries, desc=f"features {where}", unit="ink", disable=None, leave=False):
+        skipped = seen = 0
+        for seen, entry in enumerate(tqdm(entries, desc=f"features {where}", unit="ink", disable=None, leave=False), 1):
             try:
                 ink = check_ink(load_ink(entry), f"{where}: entry {entry.get('id', '?')}")
                 features = featurize(ink, config)
@@ -152,7 +295,7 @@ class InkDataset(Dataset):
             self.inks.append(ink if augment else None)
             self.features.append(torch.from_numpy(features).float())
         if skipped:
-            print(f"warning: {where}: {skipped} of {len(entries)} ink sample(s) skipped (see the errors above)",
+            print(f"warning: {where}: {skipped} of {seen} ink sample(s) skipped (see the errors above)",
                   file=sys.stderr)
         self.tokens = [tokenizer.encode(text) for text in self.texts] if tokenizer else []
         self.input_lengths = [len(f) for f in self.features]  # resampled points (before augmentation)
@@ -166,6 +309,10 @@ class InkDataset(Dataset):
         for name in ("ids", "texts", "inks", "features", "tokens", "input_lengths", "frame_lengths"):
             setattr(kept, name, [getattr(self, name)[i] for i in keep])
         return kept
+
+    def fingerprint(self) -> str:
+        """A digest of the texts, token ids and lengths (equal on every DDP rank that reads the same data)."""
+        return hashlib.sha256(json.dumps([self.texts, self.tokens, self.input_lengths]).encode()).hexdigest()
 
     def without_augmentation(self) -> "InkDataset":
         plain = self.subset(range(len(self)))
@@ -182,13 +329,14 @@ class InkDataset(Dataset):
 
 
 def manifest_texts(path: str | Path) -> list[str]:
-    return [str(e["text"]) for e in read_manifest(path, fields=("text",))]
+    """The "text" of every line, streamed (no list of dicts is built)."""
+    return [str(e["text"]) for e in iter_manifest(path, fields=("text",))]
 
 
 def load_dataset(config, manifest: str | Path, tokenizer, training: bool = False) -> "AudioDataset | InkDataset":
     """The dataset of a manifest for `config.modality`, with training-time augmentation when `training`."""
     if config.modality == "ink":
-        return InkDataset(read_manifest(manifest, INK_FIELDS), tokenizer, config.ink,
+        return InkDataset(iter_manifest(manifest, INK_FIELDS), tokenizer, config.ink,
                           augment=training and config.ink.augment, seed=config.train.seed, where=str(manifest))
     features = config.features
     return AudioDataset(load_utterances(manifest), tokenizer, features.sample_rate,

@@ -352,9 +352,9 @@ def read_sentences(path: str | Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: text file not found")
     if path.suffix == ".jsonl":
-        from .data import read_manifest  # imports torch: only when a manifest is given
+        from .data import iter_manifest  # imports torch: only when a manifest is given
 
-        sentences = [str(entry["text"]) for entry in read_manifest(path, fields=("text",))]
+        sentences = [str(entry["text"]) for entry in iter_manifest(path, fields=("text",))]
     else:
         sentences = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not any(s.split() for s in sentences):

@@ -25,7 +25,8 @@ from .vad import Segment, SegmentRules, StreamSegmenter
 
 BLOCK_SECONDS = 0.1  # audio delivered at a time, by the microphone and by --input alike
 PARTIAL_EVERY = 0.5  # s of audio between re-decodes of the open segment
-# A spoken command or sentence is one segment: AN4's spelled sequences pause up to about 0.5 s between letters.
+# A spoken command or sentence is one segment: AN4's spelled sequences pause up to about 0.5 s between letters. On
+# AN4 dev (98 utterances) the energy VAD gives one segment for 86 of them at 0.3 s, 91 at 0.5 s and 96 at 0.7 s.
 MIC_RULES = SegmentRules(threshold=0.5, min_silence=0.7, min_speech=0.2, pad=0.1, max_length=25.0)
 INSTALL = ("the microphone needs the sounddevice package and the PortAudio library: pip install 'speechrnn[mic]' "
            "(and on Debian/Ubuntu: apt-get install libportaudio2); or play a file with --input FILE")

@@ -203,7 +203,7 @@ def fingerprint(*values) -> str:
 def check_same_on_every_rank(config: Config, train_set, resumed_after: int) -> None:
     """Stop every rank with the reason when a rank's config, training data or checkpoint differs from rank 0's."""
     mine = {"config": fingerprint(to_dict(config)), "samples": len(train_set), "resumed": resumed_after,
-            "data": fingerprint(train_set.texts, train_set.tokens, train_set.input_lengths)}
+            "data": train_set.fingerprint()}
     ranks = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, mine)
     first = ranks[0]

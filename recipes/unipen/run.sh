@@ -6,7 +6,8 @@
 #   1  manifests  writer-disjoint train/dev/test manifests + ink stores (md5(writer) % 10: 0 test, 1 dev)
 #   2  train      speechrnn train; a killed run continues from exp/TAG/last.pt when started again
 #   3  decode     greedy decoding of dev and test; then beam search over the lexicon of the training words, its
-#                 word score tuned on dev (stored in the bundle), on dev and test; per-word results in exp/TAG/decode/
+#                 word score and open-vocabulary margin (BeamConfig.oov_margin) tuned on dev and stored in the
+#                 bundle, on dev and test; per-word results in exp/TAG/decode/
 #   4  score      CER and word error (a word is wrong unless every character is right) -> exp/TAG/decode/results.txt
 #   5  picture    a few test words as the model sees them, with what it read -> exp/TAG/test_words.png
 #
@@ -71,9 +72,12 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   if [ -f "$exp/decode/test_lexicon.summary.json" ]; then
     log "stage 3: lexicon decoding done, skipped"
   else
-    log "stage 3: lexicon of the training words; word score tuned on dev; beam search on dev and test"
+    log "stage 3: lexicon of the training words; word score and open-vocabulary margin tuned on dev; beam search on dev and test"
     speechrnn lm lexicon "$exp/model.pt" exp/data/train.jsonl -o "$exp/words.lex"
-    speechrnn tune "$exp/model.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --word-scores -2 0 2 4
+    # open vocabulary: a test word missing from the training lexicon is read without it when the model is sure
+    # enough (margin chosen on dev; inf = closed lexicon is in the grid too)
+    speechrnn tune "$exp/model.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --word-scores -2 0 2 4 \
+      --oov-margins inf 4 8 12 16 20 24
     for set in dev test; do
       speechrnn eval "$exp/model.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_lexicon" --tuned
     done
