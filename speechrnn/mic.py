@@ -2,8 +2,10 @@
 
     audio blocks of BLOCK_SECONDS (microphone callback, or a file read block by block at real-time pace / --fast)
       -> StreamResampler to the model's rate -> vad.StreamSegmenter (energy VAD or a frame tagger)
-      -> while a segment is open: every PARTIAL_EVERY s of audio, a greedy re-decode of the whole open segment
-         (a partial hypothesis: the encoder is bidirectional, so there is no state to carry chunk by chunk)
+      -> while a segment is open: partial hypotheses. A unidirectional encoder (model.rnn.bidirectional=false)
+         streams: each block goes through a streaming.StreamingDecoder (features, convs and RNN state carried
+         across blocks, greedy text grows chunk by chunk). A bidirectional one has no state to carry: every
+         PARTIAL_EVERY s of audio, a greedy re-decode of the whole open segment
       -> when it closes: the final text (the bundle's tuned beam search, or greedy), its latency
       -> at the end of the file or on Ctrl-C: a summary
 
@@ -106,12 +108,20 @@ class Summary:
     speech: float = 0.0  # s in segments
     latencies: list[float] = field(default_factory=list)
     wall: float = 0.0
+    streamed_chunks: int = 0  # blocks decoded chunk by chunk (unidirectional models)
+    streamed_audio: float = 0.0  # s of audio in them
+    streamed_compute: float = 0.0  # s spent on them
 
     def line(self) -> str:
         latency = (f"mean latency {np.mean(self.latencies):.3f} s (max {max(self.latencies):.3f} s)"
                    if self.latencies else "no latency measured")
+        streamed = ""
+        if self.streamed_chunks:
+            chunks = self.streamed_chunks
+            streamed = (f", streamed {chunks} chunk(s): {1000 * self.streamed_compute / chunks:.1f} ms compute per "
+                        f"{1000 * self.streamed_audio / chunks:.0f} ms chunk")
         return (f"summary: {self.segments} segment(s), {self.words} word(s), {self.audio:.1f} s of audio "
-                f"({self.speech:.1f} s in segments), {latency}, {self.wall:.1f} s wall")
+                f"({self.speech:.1f} s in segments), {latency}, {self.wall:.1f} s wall{streamed}")
 
 
 class Display:
@@ -157,6 +167,15 @@ def greedy_text(recognizer, audio: np.ndarray) -> str:
     return recognizer.tokenizer.decode(greedy_decode(log_probs.cpu(), lens.cpu())[0])
 
 
+def streaming_decoder(recognizer):
+    """A streaming.StreamingDecoder for the recognizer's model, or None when it cannot stream (bidirectional)."""
+    from .streaming import StreamingDecoder, streaming_refusal
+
+    if streaming_refusal(recognizer.model) is not None:
+        return None
+    return StreamingDecoder(recognizer.model, recognizer.tokenizer)
+
+
 def listen(recognizer, rate: int, blocks: Iterator[tuple[np.ndarray, float]], vad,
            rules: SegmentRules = MIC_RULES, display: Display | None = None) -> Summary:
     """Run the live loop over (block, arrival time) pairs at `rate` until they end or Ctrl-C; returns the summary
@@ -172,6 +191,8 @@ def listen(recognizer, rate: int, blocks: Iterator[tuple[np.ndarray, float]], va
     summary = Summary()
     started = time.monotonic()
     partial_at = None  # segmenter.seconds at the last partial of the open segment
+    stream = streaming_decoder(recognizer)  # None: partials are re-decodes
+    streamed = 0  # samples of the open segment fed to `stream`
 
     def finish(segments: list[Segment], arrived: float) -> None:
         for segment in segments:
@@ -190,8 +211,20 @@ def listen(recognizer, rate: int, blocks: Iterator[tuple[np.ndarray, float]], va
                 partial_at = None
                 finish(closed, arrived)
             opened = segmenter.open_audio()
+            if stream is not None and (closed or opened is None) and streamed:
+                stream.reset()
+                streamed = 0
             if opened is None:
                 partial_at = None
+            elif stream is not None:  # chunk by chunk: the new samples of the open segment
+                before = (stream.text, stream.compute_seconds)
+                stream.push(opened[1][streamed:])
+                summary.streamed_chunks += 1
+                summary.streamed_audio += (len(opened[1]) - streamed) / model_rate
+                summary.streamed_compute += stream.compute_seconds - before[1]
+                streamed = len(opened[1])
+                if stream.text and stream.text != before[0]:
+                    display.partial(opened[0], stream.text)
             elif partial_at is None:
                 partial_at = segmenter.seconds  # the first partial PARTIAL_EVERY s after the segment opens
             elif segmenter.seconds - partial_at >= PARTIAL_EVERY:
@@ -241,10 +274,12 @@ def add_parser(commands) -> None:
         description="Listen on the default input device, cut the audio into speech segments with a voice-activity "
                     "detector, show a partial hypothesis while a segment is open and print its final text when "
                     "it closes ([start - end] TEXT (latency), times in seconds from the start). Ctrl-C (or the end "
-                    "of --input) prints a summary: segments, words, audio, mean latency. Partials are greedy "
-                    f"re-decodes of the whole open segment every {PARTIAL_EVERY:g} s of audio (the model configs "
-                    "have no streaming or limited-lookahead encoder, and a bidirectional one needs the segment's "
-                    "end), finals use the bundle's tuned beam search unless --greedy. Latency: from the arrival of "
+                    "of --input) prints a summary: segments, words, audio, mean latency. Partials: a unidirectional "
+                    "model (model.rnn.bidirectional=false) streams them chunk by chunk, every "
+                    f"{BLOCK_SECONDS:g} s block (state carried, 42.5 ms lookahead; the summary gives compute per "
+                    "chunk); a bidirectional one (the shipped models) needs the segment's end, so its partials are "
+                    f"greedy re-decodes of the whole open segment every {PARTIAL_EVERY:g} s of audio. Finals use "
+                    "the bundle's tuned beam search unless --greedy. Latency: from the arrival of "
                     "the audio that closes a segment (--min-silence after the speech ends) to its final text.",
         epilog="Needs pip install 'speechrnn[mic]' and the PortAudio library (Debian/Ubuntu: apt-get install "
                "libportaudio2); --input works without them.")
