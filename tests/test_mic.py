@@ -65,7 +65,10 @@ def test_mic_ctrl_c_prints_summary(shared_data, tmp_path):
     """At real-time pace, Ctrl-C after the first final text: the open segment is finished and the summary printed."""
     wav, _, _ = three_utterances(shared_data, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "speechrnn", "mic", "--input", str(wav), "--greedy"], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a test run started in the background inherits SIGINT ignored: Python then never raises
+                            # KeyboardInterrupt; give the child the default handling a terminal has
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()  # the first final text, about 5 s in
         proc.send_signal(signal.SIGINT)

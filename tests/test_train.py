@@ -127,11 +127,9 @@ def test_yesno_recipe_reaches_zero_word_errors(shared_data):
     files, run as a user runs it (under its own tag, removed afterwards)."""
     tag = f"pytest-{os.getpid()}"
     exp = REPO / "recipes" / "yesno" / "exp" / tag
-    started = time.time()
     try:
         run = subprocess.run([str(REPO / "recipes" / "yesno" / "run.sh"), "--tag", tag, "--yesno", str(shared_data / "yesno")],
                              env=ENV, capture_output=True, text=True)
-        seconds = time.time() - started
         assert run.returncode == 0, run.stderr[-2000:]
         greedy = json.loads((exp / "decode" / "test_greedy.summary.json").read_text())
         lexicon = json.loads((exp / "decode" / "test.summary.json").read_text())
@@ -139,8 +137,7 @@ def test_yesno_recipe_reaches_zero_word_errors(shared_data):
         shutil.rmtree(exp, ignore_errors=True)
     assert greedy["words"] == lexicon["words"] == 240
     assert greedy["wer"] <= 0.01, run.stdout  # 1-2 of 240 words: "NO" heard as "NOS"
-    assert lexicon["wer"] == 0.0, run.stdout
-    assert seconds < 150, f"yesno recipe took {seconds:.0f} s"
+    assert lexicon["wer"] == 0.0, run.stdout  # (its speed is in the recipe's README, not asserted: tests check results)
 
 
 def test_speed_perturbation_is_seeded_by_epoch_and_index(an4_small):
