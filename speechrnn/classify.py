@@ -32,7 +32,7 @@ from .errors import BundleError, ConfigError, ManifestError, UserError
 from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig
 from .model import Encoder, ModelConfig
 from .rnn import RNN_CELLS
-from .train import (build_optimizer, init_cmvn, trim_log, lr_lambda, make_loader, rng_state, select_device, set_rng_state,
+from .train import (build_optimizer, init_cmvn, lr_lambda, make_loader, restore_run, rng_state, select_device,
                     start_run)
 
 TASK = "classify"  # bundle["extra"]["task"] of a classifier bundle
@@ -311,21 +311,9 @@ def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
     amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
-    start_epoch, best_key, best_epoch, stale, train_seconds = 1, (-1.0, float("-inf")), 0, 0, 0.0
-    if checkpoint:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        train_loader.batch_sampler.load_state_dict(checkpoint["sampler"])
-        set_rng_state(checkpoint["rng"])
-        start_epoch = checkpoint["epoch"] + 1
-        best_key, best_epoch = tuple(checkpoint["best_key"]), checkpoint["best_epoch"]
-        stale, train_seconds = checkpoint["stale"], checkpoint["train_seconds"]
-        print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
+    start_epoch, best_key, best_epoch, stale, train_seconds = restore_run(
+        checkpoint, exp_dir, model, optimizer, scheduler, train_loader.batch_sampler, scaler)
     log_path = exp_dir / "train_log.jsonl"
-    if log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
-        trim_log(log_path, checkpoint["epoch"] if checkpoint else 0)
 
     interactive = sys.stderr.isatty()
     epoch = start_epoch - 1

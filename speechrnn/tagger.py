@@ -54,8 +54,8 @@ from .errors import AudioError, BundleError, ConfigError, ManifestError, UserErr
 from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig
 from .model import Encoder, ModelConfig
 from .rnn import RNN_CELLS
-from .train import (build_optimizer, init_cmvn, lr_lambda, make_loader, rng_state, select_device, set_rng_state,
-                    start_run, trim_log)
+from .train import (build_optimizer, init_cmvn, lr_lambda, make_loader, restore_run, rng_state, select_device,
+                    start_run)
 
 TASK = "tagger"  # bundle["extra"]["task"] of a frame-tagger bundle
 CLASSES = ["non-speech", "speech"]
@@ -413,20 +413,9 @@ def train(config: TaggerConfig, resume: bool = False) -> TaggerResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(
         config.optim.warmup_steps, steps_per_epoch * config.train.max_epochs, config.optim.final_lr_ratio))
 
-    start_epoch, best_key, best_epoch, stale, train_seconds = 1, (-1.0, float("-inf")), 0, 0, 0.0
-    if checkpoint:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        train_loader.batch_sampler.load_state_dict(checkpoint["sampler"])
-        set_rng_state(checkpoint["rng"])
-        start_epoch = checkpoint["epoch"] + 1
-        best_key, best_epoch = tuple(checkpoint["best_key"]), checkpoint["best_epoch"]
-        stale, train_seconds = checkpoint["stale"], checkpoint["train_seconds"]
-        print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
+    start_epoch, best_key, best_epoch, stale, train_seconds = restore_run(
+        checkpoint, exp_dir, model, optimizer, scheduler, train_loader.batch_sampler)
     log_path = exp_dir / "train_log.jsonl"
-    if log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
-        trim_log(log_path, checkpoint["epoch"] if checkpoint else 0)
 
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.train.max_epochs + 1):

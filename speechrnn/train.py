@@ -266,6 +266,28 @@ def trim_log(log_path: Path, done: int) -> None:
     log_path.write_text("".join(line + "\n" for line in kept))
 
 
+def restore_run(checkpoint: dict | None, exp_dir: Path, model, optimizer, scheduler, sampler, scaler=None) -> tuple:
+    """The per-epoch trainers' (classify, tagger) resume: load `checkpoint` (from start_run; None: a fresh run) into
+    the training objects and trim train_log.jsonl to its epochs. Returns (start_epoch, best_key, best_epoch, stale,
+    train_seconds); best_key is (dev accuracy, -dev loss)."""
+    state = (1, (-1.0, float("-inf")), 0, 0, 0.0)
+    if checkpoint:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if scaler is not None:
+            scaler.load_state_dict(checkpoint["scaler"])
+        sampler.load_state_dict(checkpoint["sampler"])
+        set_rng_state(checkpoint["rng"])
+        state = (checkpoint["epoch"] + 1, tuple(checkpoint["best_key"]), checkpoint["best_epoch"], checkpoint["stale"],
+                 checkpoint["train_seconds"])
+        print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
+    log_path = exp_dir / "train_log.jsonl"
+    if log_path.exists():  # keep only the epochs the checkpoint holds (none when starting afresh)
+        trim_log(log_path, checkpoint["epoch"] if checkpoint else 0)
+    return state
+
+
 def init_cmvn(frontend: Cmvn, config, train_set, device: torch.device) -> None:
     """The front-end's CMVN from config.data.cmvn (`speechrnn stats`), else from the training inputs as they are
     (without augmentation)."""
@@ -280,6 +302,12 @@ def init_cmvn(frontend: Cmvn, config, train_set, device: torch.device) -> None:
 def build_optimizer(model: torch.nn.Module, config) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
                              weight_decay=config.optim.weight_decay)
+
+
+def compile_model(model: CTCModel, config) -> None:
+    """train.compile: the encoder's forward compiled by torch.compile, in place (nn.Module.compile), so `model`
+    stays the plain module: its state_dict keys (checkpoints, bundles, resume) are unchanged."""
+    model.encoder.compile()
 
 
 def start_run(config, resume: bool, announce: bool = True) -> tuple[Path, dict | None]:
