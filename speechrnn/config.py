@@ -45,6 +45,9 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
+    compile: bool = False  # torch.compile the encoder's conv subsampling (`speechrnn train` only; checkpoints stay
+    # plain). Off: on CPU training steps measured no faster (0.97-1.11x), inference ~10% slower, after ~25 s of
+    # compiling (benchmarks/bench_compile.py); CUDA is not measured yet
     threads: int = 0  # torch CPU threads (0 = torch's default)
     tensorboard: bool = True  # also log to exp_dir/tensorboard when the tensorboard package is installed
     dist_timeout: float = 600.0  # seconds a torchrun rank waits for the others (rank 0's dev evaluation and

@@ -304,10 +304,20 @@ def build_optimizer(model: torch.nn.Module, config) -> torch.optim.Optimizer:
                              weight_decay=config.optim.weight_decay)
 
 
-def compile_model(model: CTCModel, config) -> None:
-    """train.compile: the encoder's forward compiled by torch.compile, in place (nn.Module.compile), so `model`
-    stays the plain module: its state_dict keys (checkpoints, bundles, resume) are unchanged."""
-    model.encoder.compile()
+def compile_model(model: CTCModel) -> bool:
+    """train.compile: the encoder's conv subsampling (convolutions, GELU, length masks, LayerNorm) compiled by
+    torch.compile, in place (nn.Module.compile): `model` stays the plain module, so its state_dict keys (checkpoints,
+    bundles, resume) carry no `_orig_mod.` prefix. False when there is none (model.conv_channels=0): nothing compiled.
+
+    The rest runs eagerly, with the cuDNN/oneDNN RNN kernels. Compiling more measured no faster on CPU
+    (benchmarks/bench_compile.py): the whole encoder breaks the graph at every nn.LSTM/GRU/RNN and recompiles
+    `reverse_padded` per shape, stride and grad mode up to dynamo's recompile limit; tracing the recurrent layers
+    (dynamo's allow_rnn) unrolls them over time (over 10 minutes of compiling, 1.7x slower steps); the whole model
+    adds the STFT front-end (complex ops inductor leaves to eager) and SpecAugment's graph breaks."""
+    if model.encoder.conv is None:
+        return False
+    model.encoder.conv.compile()
+    return True
 
 
 def start_run(config, resume: bool, announce: bool = True) -> tuple[Path, dict | None]:
@@ -399,6 +409,9 @@ def train_process(config: Config, resume: bool, device: torch.device) -> TrainRe
                       f"goes on at step {step} instead of {scheduler.last_epoch}", file=sys.stderr)
             scheduler.last_epoch = step - 1
             scheduler.step()
+    if config.train.compile and not compile_model(model) and main:  # compiled on the first batches
+        print("note: train.compile: the model has no conv subsampling (model.conv_channels=0), nothing to compile",
+              file=sys.stderr)
     net = model
     if distributed:  # averages the gradients over the ranks in backward; `model` stays the plain module
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
