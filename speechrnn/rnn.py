@@ -35,6 +35,9 @@ class RNNConfig:
     dropout: float = 0.1  # between layers
     nonlinearity: str = "tanh"  # elman and jordan: tanh | relu (indrnn is always relu)
     indrnn_max_steps: int = 1000  # indrnn: recurrent weights clipped to |u| <= 2 ** (1 / indrnn_max_steps)
+    # unidirectional only: each output frame also sees this many later frames (the stack's outputs are delayed by
+    # `lookahead` steps and zero frames are fed after the end), so a streaming decoder holds back that many frames
+    lookahead: int = 0
 
 
 NONLINEARITIES = ("tanh", "relu")
@@ -327,8 +330,18 @@ class StackedRNN(nn.Module):
                 self.backward_layers.append(make_cell(config.cell, size, config.hidden_size, config))
             size = self.output_size
         self.dropout = nn.Dropout(config.dropout)
+        if isinstance(config.lookahead, bool) or not isinstance(config.lookahead, int) or config.lookahead < 0:
+            raise ConfigError(f"model.rnn.lookahead={config.lookahead!r} is invalid: it must be a whole number of "
+                              "frames >= 0")
+        if config.lookahead and config.bidirectional:
+            raise ConfigError("model.rnn.lookahead needs model.rnn.bidirectional=false: a bidirectional stack already "
+                              "sees the whole sequence")
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        steps, lookahead = x.shape[1], self.config.lookahead
+        if lookahead:  # each sequence followed by `lookahead` zero frames, as it would be alone
+            valid = torch.arange(steps, device=x.device)[None, :, None] < lens.to(x.device)[:, None, None]  # (B, T, 1)
+            x = torch.cat([x * valid, x.new_zeros(x.shape[0], lookahead, x.shape[2])], dim=1)  # (B, T + k, I)
         for index, forward_layer in enumerate(self.forward_layers):
             if index > 0:
                 x = self.dropout(x)
@@ -337,4 +350,4 @@ class StackedRNN(nn.Module):
                 backward = self.backward_layers[index](reverse_padded(x, lens))[0]
                 outputs.append(reverse_padded(backward, lens))  # (B, T, H)
             x = torch.cat(outputs, dim=-1)  # (B, T, D*H)
-        return x
+        return x[:, lookahead:lookahead + steps]  # output t has seen inputs up to t + lookahead

@@ -23,6 +23,8 @@ fixed right context, which is held back until it arrives:
 Lookahead (right context of encoder frame k past the centre sample of its feature frame 4k): 3 feature frames
 (30 ms) + n_fft - n_fft // 2 samples (12.5 ms) = 680 samples = 42.5 ms. Because an encoder frame comes every 4 hops
 (40 ms), the audio received but not yet reflected in an emitted frame is between 42.5 and 82.5 ms (`lookahead`).
+A model trained with model.rnn.lookahead=k (output t also sees encoder frames up to t + k) adds k x 40 ms: the stream
+holds back k more encoder frames, and at the end feeds the k zero frames the offline stack appends.
 
 What cannot stream, refused with one line (`streaming_refusal`): a bidirectional encoder (its backward direction
 starts at the utterance's end; mic partials there are re-decodes of the open segment), features.kind=mfcc
@@ -127,7 +129,9 @@ class StreamingDecoder:
         self.device = next(model.parameters()).device
         conv = model.encoder.conv
         self.stride = 4 if conv else 1
-        self.lookahead_frames = 3 if conv else 0  # feature frames of right context of an encoder frame
+        self.delay = model.encoder.rnn.config.lookahead  # encoder frames the RNN stack looks ahead (model.rnn.lookahead)
+        # feature frames of right context of an output frame: the convs' 3, and `delay` encoder frames of stride each
+        self.lookahead_frames = (3 if conv else 0) + self.delay * self.stride
         self.chunks, self.audio_seconds, self.compute_seconds, self.max_chunk_compute = 0, 0.0, 0.0, 0.0
         self.reset()
 
@@ -143,6 +147,7 @@ class StreamingDecoder:
         conv = self.model.encoder.conv
         self.stages = [_ConvStage(block, conv.activation) for block in conv.blocks] if conv else []
         self.states = [None] * len(self.model.encoder.rnn.forward_layers)
+        self.to_skip = self.delay  # the stack's first `delay` outputs precede output frame 0
         self.frames = 0  # encoder (CTC) frames emitted
         self.tokens: list[int] = []
         self.previous = 0  # the last frame's best id (0 = blank): repeats merge across chunk boundaries
@@ -165,11 +170,9 @@ class StreamingDecoder:
     def frames_available(self, num_samples: int) -> int:
         """Encoder frames that can be emitted once `num_samples` samples have arrived (before flush)."""
         features = max(0, (num_samples - (self.n_fft - self.n_fft // 2)) // self.hop + 1)
-        if not self.stages:
-            return features
         for _ in self.stages:
             features //= 2
-        return features
+        return max(0, features - self.delay)
 
     # ------------------------------------------------------------------------------------------ streaming
 
@@ -213,10 +216,14 @@ class StreamingDecoder:
                 y = stage.push(y, final)  # (1, C, T', F')
             batch, channels, frames, freq = y.shape
             x = self.model.encoder.conv.norm(y.permute(0, 2, 1, 3).reshape(batch, frames, channels * freq))
+        if final and self.delay:  # zero frames after the end, as the offline stack feeds them
+            x = torch.cat([x, x.new_zeros(1, self.delay, x.shape[2])], dim=1)
         if x.shape[1] == 0:
             return self._empty()
         for index, layer in enumerate(self.model.encoder.rnn.forward_layers):
             x, self.states[index] = layer(x, self.states[index])
+        skip = min(self.to_skip, x.shape[1])
+        x, self.to_skip = x[:, skip:], self.to_skip - skip  # (1, T_new, H)
         log_probs = self.model.head(x).float().log_softmax(dim=-1)[0].cpu()  # (T_new, V)
         self.frames += log_probs.shape[0]
         for best in log_probs.argmax(dim=-1).tolist():

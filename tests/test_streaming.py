@@ -29,10 +29,10 @@ def an4_wavs(shared_data) -> list[torch.Tensor]:
     return [torch.from_numpy(soundfile.read(path, dtype="float32")[0]) for path in paths]
 
 
-def small_model(cell="lstm", conv=8, bidirectional=False, kind="fbank", wav=None, layers=2) -> CTCModel:
+def small_model(cell="lstm", conv=8, bidirectional=False, kind="fbank", wav=None, layers=2, lookahead=0) -> CTCModel:
     torch.manual_seed(0)
     features = FeatureConfig(kind=kind, n_mels=40)
-    rnn = RNNConfig(cell=cell, hidden_size=32, num_layers=layers, bidirectional=bidirectional)
+    rnn = RNNConfig(cell=cell, hidden_size=32, num_layers=layers, bidirectional=bidirectional, lookahead=lookahead)
     model = build_speech_model(29, ModelConfig(conv_channels=conv, rnn=rnn), features, None).eval()
     if wav is not None:  # CMVN from the utterance itself, so the features have a trained model's scale
         feats, _ = model.frontend.raw(wav[None], torch.tensor([len(wav)]))
@@ -84,6 +84,36 @@ def test_lookahead_is_derived_and_minimal(an4_wavs):
         assert decoder.frames == k + 1, (k, decoder.received)
     # frames with no conv front-end: one per feature frame, 200 samples (12.5 ms) of lookahead
     assert StreamingDecoder(small_model(conv=0)).lookahead["samples"] == 200
+
+
+@pytest.mark.parametrize("conv", [8, 0])
+def test_rnn_lookahead_streams_exactly_and_holds_back_its_frames(an4_wavs, conv):
+    """model.rnn.lookahead=k: output t sees encoder frames up to t + k; offline, a padded batch gives what each
+    utterance gives alone, and the stream equals it while holding back k more encoder frames."""
+    wav, other = an4_wavs
+    model = small_model(conv=conv, wav=wav, lookahead=2)
+    with torch.no_grad():
+        offline, lens = model(wav[None], torch.tensor([len(wav)]))
+        batch = torch.nn.utils.rnn.pad_sequence([other, wav], batch_first=True)
+        batched, batch_lens = model(batch, torch.tensor([len(other), len(wav)]))
+    assert int(batch_lens[1]) == offline.shape[1]
+    assert (batched[1, :offline.shape[1]] - offline[0]).abs().max() < 1e-5  # padding never leaks in
+    plain = StreamingDecoder(small_model(conv=conv, wav=wav))
+    decoder = StreamingDecoder(model)
+    assert decoder.lookahead["feature_frames"] == plain.lookahead["feature_frames"] + 2 * (4 if conv else 1)
+    for chunk in CHUNKS:
+        streamed, decoder = stream(model, wav, chunk)
+        assert streamed.shape == offline[0].shape and (streamed - offline[0]).abs().max() < 1e-4, chunk
+    assert StreamingDecoder(model).frames_available(len(wav)) == plain.frames_available(len(wav)) - 2
+
+
+def test_lookahead_needs_a_unidirectional_stack():
+    from speechrnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bidirectional=false"):
+        small_model(bidirectional=True, lookahead=2)
+    with pytest.raises(ConfigError, match="lookahead=-1"):
+        small_model(lookahead=-1)
 
 
 def test_reset_and_flush_twice(an4_wavs):
