@@ -203,3 +203,31 @@ def test_eval_refuses_a_bundle_that_is_not_a_classifier(tmp_path, capsys):
     (tmp_path / "m.jsonl").write_text("")
     assert main(["eval", str(tmp_path / "ctc.pt"), str(tmp_path / "m.jsonl")]) == 2
     assert "not a sequence-classifier bundle" in capsys.readouterr().err
+
+
+def test_init_from_a_recognizer_bundle_copies_its_front_end_and_encoder(tmp_path):
+    """model.init_from: the classifier takes the CTC bundle's features, encoder shape and weights (not its head)."""
+    from speechrnn.bundle import save_bundle
+    from speechrnn.classify import load_pretrained_encoder
+    from speechrnn.config import load_config, to_dict
+    from speechrnn.model import build_model
+    from speechrnn.text import TextConfig, Tokenizer
+
+    speech = load_config(None, ["data.train_manifest=x", "data.dev_manifest=x", "features.n_mels=24",
+                                "model.conv_channels=4", "model.rnn.hidden_size=16", "model.rnn.num_layers=2",
+                                "model.rnn.cell=gru"])
+    tokenizer = Tokenizer.build(["ONE TWO"], TextConfig())
+    recognizer = build_model(len(tokenizer), speech)
+    bundle = tmp_path / "speech.pt"
+    save_bundle(bundle, recognizer.state_dict(), to_dict(speech), tokenizer.to_dict())
+    config = load_classify_config(CONF, ["data.train_manifest=x", "data.dev_manifest=x", f"model.init_from={bundle}",
+                                         "model.rnn.dropout=0.3"])
+    weights = load_pretrained_encoder(config)
+    assert config.features.n_mels == 24 and config.features.sample_rate == speech.features.sample_rate
+    assert (config.model.rnn.cell, config.model.rnn.hidden_size, config.model.rnn.dropout) == ("gru", 16, 0.3)
+    classifier = build_classifier(10, config)
+    missing, unexpected = classifier.load_state_dict(weights, strict=False)
+    assert not unexpected and all(name.startswith(("pooling.", "head.")) for name in missing)
+    for name, value in recognizer.state_dict().items():
+        if not name.startswith("head."):
+            torch.testing.assert_close(classifier.state_dict()[name], value)
