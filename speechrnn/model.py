@@ -86,13 +86,17 @@ class CTCModel(nn.Module):
     def output_lengths(self, input_lens: torch.Tensor) -> torch.Tensor:
         return self.encoder.output_lengths(self.frontend.num_frames(input_lens))
 
-    def forward(self, inputs: torch.Tensor, input_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(self, inputs: torch.Tensor, input_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalised scores (B, T', V) in float32 and their lengths."""
         feats, lens = self.frontend(inputs, input_lens)  # (B, N) -> (B, T, F)
         if self.specaugment is not None:
             feats = self.specaugment(feats, lens)
         hidden, lens = self.encoder(feats, lens)  # (B, T, F) -> (B, T', H)
-        logits = self.head(self.dropout(hidden))  # (B, T', V)
-        return logits.float().log_softmax(dim=-1), lens
+        return self.head(self.dropout(hidden)).float(), lens  # (B, T', V)
+
+    def forward(self, inputs: torch.Tensor, input_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, lens = self.logits(inputs, input_lens)
+        return logits.log_softmax(dim=-1), lens
 
 
 def build_speech_model(vocab_size: int, model: ModelConfig, features: FeatureConfig,

@@ -52,7 +52,8 @@ from .config import DataConfig, OptimConfig, TrainConfig, from_dict, load_config
 from .data import AudioDataset, load_utterances
 from .errors import AudioError, BundleError, ConfigError, ManifestError, UserError
 from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig
-from .model import Encoder, ModelConfig
+from .classify import valid_mask
+from .model import CTCModel, ModelConfig
 from .rnn import RNN_CELLS
 from .train import (build_optimizer, init_cmvn, lr_lambda, make_loader, restore_run, rng_state, select_device,
                     start_run)
@@ -269,31 +270,14 @@ def load_tagger_config(path: str | Path | None = None, overrides: list[str] = ()
 
 # --- model ----------------------------------------------------------------------------------------
 
-def valid_mask(lens: torch.Tensor, frames: int) -> torch.Tensor:
-    """(B,) lengths -> (B, T) True on the valid frames."""
-    return torch.arange(frames, device=lens.device)[None, :] < lens[:, None]
-
-
-class FrameTagger(nn.Module):
-    """front-end -> Encoder -> dropout -> linear. forward() gives logits (B, T', 2) and their lengths (B,)."""
+class FrameTagger(CTCModel):
+    """front-end -> Encoder -> dropout -> linear, the CTC model's layers with a 2-class head. forward() gives logits
+    (B, T', 2) and their lengths (B,): one speech / non-speech decision per encoder frame."""
 
     def __init__(self, config: ModelConfig, frontend: nn.Module, specaugment: nn.Module | None = None):
-        super().__init__()
-        self.frontend = frontend
-        self.specaugment = specaugment
-        self.encoder = Encoder(frontend.dim, config)
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.encoder.output_dim, len(CLASSES))
+        super().__init__(len(CLASSES), config, frontend, specaugment)
 
-    def output_lengths(self, input_lens: torch.Tensor) -> torch.Tensor:
-        return self.encoder.output_lengths(self.frontend.num_frames(input_lens))
-
-    def forward(self, inputs: torch.Tensor, input_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, lens = self.frontend(inputs, input_lens)  # (B, N) -> (B, T, F)
-        if self.specaugment is not None:
-            feats = self.specaugment(feats, lens)
-        hidden, lens = self.encoder(feats, lens)  # (B, T, F) -> (B, T', H)
-        return self.head(self.dropout(hidden)).float(), lens  # (B, T', 2)
+    forward = CTCModel.logits
 
 
 def build_tagger(config: TaggerConfig, training: bool = False) -> FrameTagger:
