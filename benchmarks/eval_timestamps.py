@@ -1,12 +1,18 @@
 """Word timestamps checked against something independent: an energy-based speech/non-speech boundary.
 
 For every utterance of a manifest, the start of the first recognised word and the end of the last one (from
-the CTC forced alignment, speechrnn.align) are compared with where the audio's energy first rises above and
-last falls below `--top-db` dB under the utterance's peak (librosa.effects.trim, 25 ms frames, 10 ms hop).
+the CTC forced alignment, speechrnn.align) are compared with an energy boundary: `--reference trim` (default)
+where the audio's energy first rises above and last falls below `--top-db` dB under the utterance's peak
+(librosa.effects.trim, 25 ms frames, 10 ms hop); `--reference vad` the first and last speech segment of the
+project's energy VAD with its default rules and no padding (speechrnn.vad: 12 dB over an adaptive noise floor,
+segments shorter than 0.2 s dropped, so a click or a short breath before the speech is not its start).
 Prints the distribution of the differences and the share of utterances within `--tolerance` seconds.
 
 Run:  python benchmarks/eval_timestamps.py --bundle recipes/an4/exp/default/model.pt \
-          --manifest recipes/an4/exp/data/test.jsonl [--greedy]
+          --manifest recipes/an4/exp/data/test.jsonl [--greedy] [--plot-worst 8 worst.png]
+
+Word times come from the bundle's aligner when it has one (`speechrnn add-aligner`, recipes/an4/aligner.sh).
+--plot-worst draws the utterances that disagree most: energy envelope, the energy boundary, character times.
 """
 
 import argparse
@@ -18,36 +24,42 @@ import torch
 
 from speechrnn.data import load_utterances
 from speechrnn.recognizer import Recognizer
+from speechrnn.vad import EnergyVAD, speech_segments
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--manifest", required=True)
-    parser.add_argument("--top-db", type=float, default=30.0, help="energy threshold under the peak (30 dB)")
+    parser.add_argument("--reference", choices=["trim", "vad"], default="trim",
+                        help="trim: --top-db under the peak (default); vad: speechrnn.vad's energy segments")
+    parser.add_argument("--top-db", type=float, default=30.0, help="trim: threshold under the peak (30 dB)")
     parser.add_argument("--tolerance", type=float, default=0.1, help="seconds (0.1)")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle is tuned")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--plot-worst", nargs=2, metavar=("N", "PNG"), help="draw the N worst utterances to PNG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recognizer = Recognizer.load(args.bundle, decoding="greedy" if args.greedy else "tuned")
     rate = recognizer.config.features.sample_rate
     utts = load_utterances(args.manifest)
     results = recognizer.transcribe([u.path for u in utts], timestamps=True)
-    starts, ends, skipped = [], [], 0
+    starts, ends, drawn, skipped = [], [], [], 0
     for utt, result in zip(utts, results):
         if not result.words:
             skipped += 1
             continue
         wav = recognizer.load_input(utt.path).numpy()
-        _, (first, last) = librosa.effects.trim(wav, top_db=args.top_db, frame_length=int(0.025 * rate),
-                                                hop_length=int(0.01 * rate))
+        first, last = energy_boundary(wav, rate, args.reference, args.top_db)
         starts.append(result.words[0].start - first / rate)
         ends.append(result.words[-1].end - last / rate)
+        drawn.append((abs(starts[-1]) + abs(ends[-1]), utt.id, wav, (first / rate, last / rate), result))
     starts, ends = np.array(starts), np.array(ends)
     both = (np.abs(starts) <= args.tolerance) & (np.abs(ends) <= args.tolerance)
-    print(f"{len(starts)} utterances with words ({skipped} without); energy boundary at {args.top_db:g} dB under the "
-          f"peak; decoding {'greedy' if recognizer.decoder is None else 'tuned beam search'}")
+    reference = f"{args.top_db:g} dB under the peak" if args.reference == "trim" else "speechrnn.vad segments"
+    print(f"{len(starts)} utterances with words ({skipped} without); energy boundary: {reference}; decoding "
+          f"{'greedy' if recognizer.decoder is None else 'tuned beam search'}; word times from "
+          f"{'the aligners' if recognizer.aligner is not None else 'the recognizer'}")
     print(f"{'':18} {'median':>8} {'p10':>8} {'p90':>8} {'mean |d|':>9} {'within':>8}")
     for name, diff in (("first word start", starts), ("last word end", ends)):
         p10, p50, p90 = np.percentile(diff, [10, 50, 90])
@@ -55,7 +67,52 @@ def main() -> int:
         print(f"{name:18} {p50:+8.3f} {p10:+8.3f} {p90:+8.3f} {np.abs(diff).mean():9.3f} {100 * within:7.1f}%")
     print(f"both within {1000 * args.tolerance:.0f} ms: {100 * both.mean():.1f} % of utterances "
           f"(differences in seconds: model minus energy boundary)")
+    if args.plot_worst:
+        count, png = int(args.plot_worst[0]), args.plot_worst[1]
+        plot_worst(sorted(drawn, key=lambda row: -row[0])[:count], rate,
+                   args.top_db if args.reference == "trim" else None, png)
+        print(f"wrote {png}")
     return 0
+
+
+def energy_boundary(wav: np.ndarray, rate: int, reference: str, top_db: float) -> tuple[int, int]:
+    """(first, last) sample of the speech in `wav` by the chosen energy reference (the whole file when none)."""
+    if reference == "trim":
+        _, (first, last) = librosa.effects.trim(wav, top_db=top_db, frame_length=int(0.025 * rate),
+                                                hop_length=int(0.01 * rate))
+        return first, last
+    vad = EnergyVAD()
+    segments = speech_segments(vad.speech_probability(wav, rate), vad.frame_shift, pad=0.0)
+    if not segments:
+        return 0, len(wav)
+    return int(segments[0][0] * rate), int(segments[-1][1] * rate)
+
+
+def plot_worst(rows: list, rate: int, top_db: float, png: str) -> None:
+    """One panel per utterance: energy (dB under the peak, 25 ms frames), the energy boundary (green), the word
+    edges (red) and the words."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 2.2 * len(rows)), squeeze=False)
+    for ax, (error, name, wav, (first, last), result) in zip(axes[:, 0], rows):
+        rms = librosa.feature.rms(y=wav, frame_length=int(0.025 * rate), hop_length=int(0.01 * rate))[0]
+        ax.plot(np.arange(len(rms)) * 0.01, librosa.amplitude_to_db(rms, ref=np.max), lw=1)
+        if top_db is not None:
+            ax.axhline(-top_db, color="gray", ls=":")
+        for edge in (first, last):
+            ax.axvline(edge, color="green")
+        for word in result.words:
+            ax.axvspan(word.start, word.end, color="red", alpha=0.15)
+            ax.text(word.start, -8, word.text, color="red", fontsize=8)
+        ax.set_ylim(-70, 3)
+        ax.set_title(f"{name}: off by {error:.2f} s in all", fontsize=9)
+    axes[-1, 0].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

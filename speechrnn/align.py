@@ -44,16 +44,19 @@ def frame_shift(model, config) -> float:
     return per_frame / config.features.sample_rate
 
 
-def align(log_probs: torch.Tensor, tokens: list[int], tokenizer: Tokenizer, shift: float) -> Alignment:
+def align(log_probs: torch.Tensor, tokens: list[int], tokenizer: Tokenizer, shift: float,
+          scores: torch.Tensor | None = None) -> Alignment:
     """log_probs (T, V) of one utterance (valid frames only), tokens the hypothesis' ids (blanks dropped, repeats
-    merged, spaces kept). Returns the text with per-word and per-character times and confidences."""
+    merged, spaces kept). Returns the text with per-word and per-character times and confidences. `scores` (T, V):
+    what the path is chosen on when it is not log_probs (CTCModel.alignment_scores of a model with a prior)."""
     text = tokenizer.decode(tokens)
     tokens = [t for t in tokens if t != 0]
     if not tokens or log_probs.shape[0] == 0:
         return Alignment(text)
     emissions = log_probs.detach().float().cpu()[None]  # (T, V) -> (1, T, V)
     targets = torch.tensor([tokens], dtype=torch.int32)  # (1, L)
-    path, _ = AF.forced_align(emissions, targets, blank=0)  # (1, T) token id per frame
+    chosen_on = emissions if scores is None else scores.detach().float().cpu()[None]  # (T, V) -> (1, T, V)
+    path, _ = AF.forced_align(chosen_on, targets, blank=0)  # (1, T) token id per frame
     path = path[0]
     probs = emissions[0].exp()  # (T, V)
     chars, words = [], []

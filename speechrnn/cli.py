@@ -1,4 +1,5 @@
-"""`speechrnn` command line: train | eval | stats | transcribe | lm | tune | plot | plot-ink | align | export |
+"""`speechrnn` command line: train | eval | stats | transcribe | lm | tune | plot | plot-ink | align | add-aligner |
+export |
 classify | tagger | serve | mic."""
 
 import argparse
@@ -257,6 +258,18 @@ def cmd_align(args) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+def cmd_add_aligner(args) -> None:
+    from .recognizer import add_aligner
+
+    out = args.output or args.bundle
+    described = add_aligner(args.bundle, args.aligner, out, args.end_aligner)
+    for role, path in (("starts", args.aligner), ("ends", args.end_aligner or args.aligner)):
+        rnn = described["aligner_end" if role == "ends" and args.end_aligner else "aligner"]["config"]["model"]["rnn"]
+        way = "bidirectional" if rnn["bidirectional"] else "right-to-left" if rnn.get("reverse") else "left-to-right"
+        print(f"{out}: word {role} from {path} ({rnn['cell']} {rnn['num_layers']} x {way} {rnn['hidden_size']}, "
+              f"lookahead {rnn.get('lookahead', 0)})", file=sys.stderr)
+
+
 def cmd_export(args) -> None:
     if not (args.onnx or args.int8):
         raise UserError("export: name an output, --onnx OUT.onnx and/or --int8 OUT.pt")
@@ -412,6 +425,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="PNG path")
     p.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle has a tuned decoder")
     p.set_defaults(run=cmd_align)
+
+    p = commands.add_parser("add-aligner", help="put aligners in a bundle: the models its word times come from",
+                            description="Store the recognizer bundle ALIGNER (and END_ALIGNER) inside BUNDLE; "
+                                        "transcribe, align, mic and serve then take word start times from "
+                                        "ALIGNER's CTC alignment and end times from END_ALIGNER's (ALIGNER's when "
+                                        "not given); confidences stay the recognizer's. recipes/an4/aligner.sh "
+                                        "trains a left-to-right aligner for starts and a right-to-left one for ends "
+                                        "(a bidirectional recognizer puts each utterance's first character at "
+                                        "frame 0). All must share vocabulary, features and frame rate.")
+    p.add_argument("bundle", help="recognizer bundle")
+    p.add_argument("aligner", help="aligner bundle for word starts (and ends, alone)")
+    p.add_argument("end_aligner", nargs="?", help="aligner bundle for word ends")
+    p.add_argument("-o", "--output", help="bundle to write (default: rewrite BUNDLE in place, atomically)")
+    p.set_defaults(run=cmd_add_aligner)
 
     p = commands.add_parser("export", help="export a bundle to ONNX, or as a 4x smaller int8 bundle",
                             description="Write the bundle's model as ONNX with dynamic batch and time axes: inputs "

@@ -6,6 +6,8 @@ acoustic front-end runs on the model's device and travels inside the bundle with
 
 from dataclasses import dataclass, field
 
+import math
+
 import torch
 from torch import nn
 
@@ -18,6 +20,14 @@ class ModelConfig:
     conv_channels: int = 32  # 0 disables the conv front-end (no subsampling)
     rnn: RNNConfig = field(default_factory=RNNConfig)
     dropout: float = 0.1  # before the CTC head
+    # CTC with a label prior (Zeyer et al. 2021, "Why does CTC result in peaky behavior?"): training and forced
+    # alignment score log p(k | x) - prior_scale * log p(k), p(k) the running mean posterior. Plain CTC (0) gives
+    # peaky one-frame spikes; with a prior characters cover their sound, so alignments mark where words end too.
+    # Decoding still uses the plain posteriors.
+    prior_scale: float = 0.0
+    # targets start and end with the word separator (space) in training and alignment, so silence before the first
+    # word and after the last is aligned to it, as pauses between words are, and not to the first / last character
+    edge_silence: bool = False
 
 
 class ConvSubsampling(nn.Module):
@@ -82,6 +92,21 @@ class CTCModel(nn.Module):
         self.encoder = Encoder(frontend.dim, config)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.encoder.output_dim, vocab_size)
+        self.prior_scale, self.edge_silence = config.prior_scale, config.edge_silence
+        if self.prior_scale:
+            self.register_buffer("log_prior", torch.full((vocab_size,), -math.log(vocab_size)))  # (V,) uniform
+
+    def alignment_scores(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """What training and forced alignment score: log_probs (B, T, V) minus prior_scale * log prior."""
+        return log_probs - self.prior_scale * self.log_prior if self.prior_scale else log_probs
+
+    @torch.no_grad()
+    def update_prior(self, log_probs: torch.Tensor, lens: torch.Tensor, momentum: float = 0.99) -> None:
+        """Move the prior towards the mean posterior of this batch's valid frames (log_probs (B, T, V))."""
+        valid = torch.arange(log_probs.shape[1], device=lens.device)[None, :] < lens[:, None]  # (B, T)
+        mean = log_probs.float().exp()[valid].mean(dim=0)  # (B, T, V) -> (N, V) -> (V,)
+        prior = momentum * self.log_prior.exp() + (1 - momentum) * mean
+        self.log_prior.copy_(prior.clamp(min=1e-12).log())
 
     def output_lengths(self, input_lens: torch.Tensor) -> torch.Tensor:
         return self.encoder.output_lengths(self.frontend.num_frames(input_lens))

@@ -9,6 +9,11 @@ Inputs: file paths (audio: wav/flac/ogg/mp3/sphere; ink: .json/.inkml/IAM-OnDB .
 pairs, waveforms already at the model's rate (numpy or torch, 1-D), and `ink.Ink` objects. They are decoded in
 batches of similar length. Word times are seconds for audio and resampled-point positions for ink.
 
+Word times come from the CTC forced alignment of the chosen text. A bundle may carry an *aligner* (`speechrnn
+add-aligner`): a unidirectional model whose CTC spikes follow the audio, where a bidirectional recognizer puts the
+first character at frame 0 (it has heard the whole utterance). Then the times come from the aligner's posteriors
+and the confidences from the recognizer's.
+
 Audio longer than `recognizer.split_over` seconds (30) is not decoded whole: it is read in blocks, cut at pauses
 by a voice-activity detector (`recognizer.vad`, energy-based unless set, see speechrnn/vad.py) and transcribed
 segment by segment, with bounded memory however long it is (speechrnn/longaudio.py).
@@ -23,7 +28,7 @@ import torchaudio.functional as AF
 
 from .align import Span, align, frame_shift
 from .audio import load_audio
-from .bundle import load_bundle
+from .bundle import load_bundle, save_bundle
 from .errors import BundleError, UserError
 from .config import Config, from_dict
 from .data import collate
@@ -33,8 +38,14 @@ from .model import CTCModel, build_model
 from .text import Tokenizer
 
 
+# a bundle's aligners: extra[role]["config"] and the weights under state_dict prefix "role."; "aligner" gives word
+# starts (and ends, alone), "aligner_end" word ends
+ALIGNERS = ("aligner", "aligner_end")
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CTCModel, Tokenizer, Config, dict]:
-    """Bundle -> (model in eval mode on `device`, tokenizer, config, bundle extras)."""
+    """Bundle -> (model in eval mode on `device`, tokenizer, config, bundle extras). The bundle's aligner, if it
+    has one, is extras["aligner"]["model"] (also in eval mode on `device`)."""
     bundle = load_bundle(path)
     if bundle.get("extra", {}).get("task") == "classify":
         raise BundleError(f"{path}: an utterance classifier, not a recognizer; use `speechrnn classify eval`")
@@ -43,8 +54,51 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CT
     config = from_dict(bundle["config"])
     tokenizer = Tokenizer.from_dict(bundle["tokenizer"])
     model = build_model(len(tokenizer), config)
-    model.load_state_dict(bundle["state_dict"])
-    return model.to(device).eval(), tokenizer, config, bundle.get("extra", {})
+    prefixes = tuple(role + "." for role in ALIGNERS)
+    model.load_state_dict({name: value for name, value in bundle["state_dict"].items() if not name.startswith(prefixes)})
+    extra = dict(bundle.get("extra", {}))
+    for role in ALIGNERS:
+        if role in extra:
+            aligner = build_model(len(tokenizer), from_dict(extra[role]["config"]))
+            aligner.load_state_dict({name[len(role) + 1:]: value for name, value in bundle["state_dict"].items()
+                                     if name.startswith(role + ".")})
+            extra[role] = {**extra[role], "model": aligner.to(device).eval()}
+    return model.to(device).eval(), tokenizer, config, extra
+
+
+def add_aligner(bundle_path: str | Path, aligner_path: str | Path, out_path: str | Path,
+                end_aligner_path: str | Path | None = None) -> dict:
+    """Write `bundle_path` with the recognizer bundle `aligner_path` inside as its aligner (word starts, and word
+    ends unless `end_aligner_path` gives them) to `out_path` (atomically; it may be `bundle_path`), replacing the
+    aligners it had. All must share tokenizer, features and frame rate. Returns {role: description} as stored in
+    extra (config, dev_cer)."""
+    bundle = load_bundle(bundle_path)
+    config = from_dict(bundle["config"])
+    shift = frame_shift(build_model(2, config), config)
+    prefixes = tuple(role + "." for role in ALIGNERS)
+    weights = {name: value for name, value in bundle["state_dict"].items() if not name.startswith(prefixes)}
+    extra = {key: value for key, value in bundle["extra"].items() if key not in ALIGNERS}
+    for role, path in zip(ALIGNERS, (aligner_path, end_aligner_path)):
+        if path is None:
+            continue
+        aligner = load_bundle(path)
+        aligner_config = from_dict(aligner["config"])
+        if aligner.get("extra", {}).get("task") or aligner_config.modality != "audio" or config.modality != "audio":
+            raise BundleError(f"{path}: not a speech recognizer bundle, or {bundle_path} is not; add-aligner joins "
+                              f"speech recognizers")
+        if aligner["tokenizer"] != bundle["tokenizer"]:
+            raise BundleError(f"{path}: its vocabulary differs from {bundle_path}'s; train the aligner on the same "
+                              f"text settings (recipes/an4/aligner.sh starts it from the recognizer)")
+        if aligner_config.features != config.features:
+            raise BundleError(f"{path}: its features ({aligner_config.features}) differ from {bundle_path}'s")
+        aligner_shift = frame_shift(build_model(2, aligner_config), aligner_config)
+        if aligner_shift != shift:
+            raise BundleError(f"{path}: {aligner_shift:g} s per output frame, {bundle_path} has {shift:g} s; an "
+                              f"aligner needs the recognizer's frame rate (model.conv_channels)")
+        weights.update({f"{role}.{name}": value for name, value in aligner["state_dict"].items()})
+        extra[role] = {"config": aligner["config"], "dev_cer": aligner.get("extra", {}).get("dev_cer")}
+    save_bundle(out_path, weights, bundle["config"], bundle["tokenizer"], extra, bundle["weights"])
+    return {role: extra[role] for role in ALIGNERS if role in extra}
 
 
 @dataclass
@@ -59,9 +113,12 @@ class Recognizer:
     """A model, its tokenizer and config, and a decoder: greedy, or a `decode.BeamDecoder`."""
 
     def __init__(self, model: CTCModel, tokenizer: Tokenizer, config: Config, device: torch.device,
-                 decoder=None, max_batch_seconds: float = 240.0):
+                 decoder=None, max_batch_seconds: float = 240.0, aligner: CTCModel | None = None,
+                 end_aligner: CTCModel | None = None):
         self.model, self.tokenizer, self.config, self.device = model, tokenizer, config, device
         self.decoder = decoder
+        self.aligner = aligner  # a CTCModel whose alignment gives word starts (None: the recognizer's own)
+        self.end_aligner = end_aligner or aligner  # ... and word ends
         self.shift = frame_shift(model, config)
         self.max_batch_seconds = max_batch_seconds  # padded input per batch (points / 100 for ink)
         self.split_over = 30.0  # s: longer audio is cut into segments at pauses (transcribe_long)
@@ -84,7 +141,8 @@ class Recognizer:
                                 f"give a lexicon (--lexicon) or run `speechrnn tune`")
         elif decoding == "beam":
             decoder = BeamDecoder(tokenizer, BeamConfig(**beam), workers=workers)
-        return cls(model, tokenizer, config, torch.device(device), decoder)
+        return cls(model, tokenizer, config, torch.device(device), decoder,
+                   aligner=extra.get("aligner", {}).get("model"), end_aligner=extra.get("aligner_end", {}).get("model"))
 
     # ------------------------------------------------------------------------------------------ inputs
 
@@ -132,6 +190,10 @@ class Recognizer:
                          for i, x in enumerate(inputs)])
         log_probs, lens = self.model(batch["inputs"].to(self.device), batch["input_lens"].to(self.device))
         log_probs, lens = log_probs.cpu(), lens.cpu()
+        aligned = {}  # aligner -> its alignment scores (B, T, V), on log_probs' frames (add_aligner checks)
+        for aligner in {self.aligner, self.end_aligner} - {None} if timestamps else ():
+            align_log_probs, _ = aligner(batch["inputs"].to(self.device), batch["input_lens"].to(self.device))
+            aligned[aligner] = aligner.alignment_scores(align_log_probs).cpu()
         if self.decoder is None:
             token_lists = greedy_decode(log_probs, lens)
             texts = [self.tokenizer.decode(ids) for ids in token_lists]
@@ -144,13 +206,23 @@ class Recognizer:
         for row, (tokens, text) in enumerate(zip(token_lists, texts)):
             words = []
             if timestamps and tokens:
-                words = align(log_probs[row, : lens[row]], tokens, self.tokenizer, self.shift).words
+                frames = log_probs[row, : lens[row]]  # (T, V)
+                words = align(frames, tokens, self.tokenizer, self.shift, self.model.alignment_scores(frames)).words
+                if aligned:  # times from the aligners, confidences from the recognizer
+                    starts, ends = (self._aligned_words(aligner, aligned[aligner][row, : lens[row]], tokens)
+                                    for aligner in (self.aligner, self.end_aligner))
+                    for word, start, end in zip(words, starts, ends):
+                        word.start, word.end = start.start, max(end.end, start.start + self.shift)
                 if self.decoder is not None and self.decoder.config.lexicon:
                     for word, spelled in zip(words, text.split()):  # lexicon words as the lexicon writes them
                         word.text = spelled
             duration = len(inputs[row]) * (1 if self.config.modality == "ink" else 1 / self.config.features.sample_rate)
             transcripts.append(Transcript("", text, words, duration))
         return transcripts
+
+    def _aligned_words(self, aligner: CTCModel, scores: torch.Tensor, tokens: list[int]) -> list[Span]:
+        edge = [self.tokenizer.index[" "]] if aligner.edge_silence else []  # the text as the aligner was trained on
+        return align(scores, edge + tokens + edge, self.tokenizer, self.shift).words
 
     def is_long(self, item) -> bool:
         """Audio longer than split_over seconds (a file's length from its header), for transcribe_long."""

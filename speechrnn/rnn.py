@@ -38,6 +38,9 @@ class RNNConfig:
     # unidirectional only: each output frame also sees this many later frames (the stack's outputs are delayed by
     # `lookahead` steps and zero frames are fed after the end), so a streaming decoder holds back that many frames
     lookahead: int = 0
+    # unidirectional only: read the sequence right to left (outputs stay in forward time; no streaming). A right-to-
+    # left aligner finds where sounds end as promptly as a left-to-right one finds where they start
+    reverse: bool = False
 
 
 NONLINEARITIES = ("tanh", "relu")
@@ -333,12 +336,17 @@ class StackedRNN(nn.Module):
         if isinstance(config.lookahead, bool) or not isinstance(config.lookahead, int) or config.lookahead < 0:
             raise ConfigError(f"model.rnn.lookahead={config.lookahead!r} is invalid: it must be a whole number of "
                               "frames >= 0")
+        if config.reverse and config.bidirectional:
+            raise ConfigError("model.rnn.reverse needs model.rnn.bidirectional=false: a bidirectional stack reads both "
+                              "ways already")
         if config.lookahead and config.bidirectional:
             raise ConfigError("model.rnn.lookahead needs model.rnn.bidirectional=false: a bidirectional stack already "
                               "sees the whole sequence")
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         steps, lookahead = x.shape[1], self.config.lookahead
+        if self.config.reverse:
+            x = reverse_padded(x, lens)  # right to left (each output is turned back below)
         if lookahead:  # each sequence followed by `lookahead` zero frames, as it would be alone
             valid = torch.arange(steps, device=x.device)[None, :, None] < lens.to(x.device)[:, None, None]  # (B, T, 1)
             x = torch.cat([x * valid, x.new_zeros(x.shape[0], lookahead, x.shape[2])], dim=1)  # (B, T + k, I)
@@ -350,4 +358,5 @@ class StackedRNN(nn.Module):
                 backward = self.backward_layers[index](reverse_padded(x, lens))[0]
                 outputs.append(reverse_padded(backward, lens))  # (B, T, H)
             x = torch.cat(outputs, dim=-1)  # (B, T, D*H)
-        return x[:, lookahead:lookahead + steps]  # output t has seen inputs up to t + lookahead
+        x = x[:, lookahead:lookahead + steps]  # output t has seen inputs up to t + lookahead (t - lookahead reversed)
+        return reverse_padded(x, lens) if self.config.reverse else x

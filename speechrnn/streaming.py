@@ -60,6 +60,9 @@ def streaming_refusal(model) -> str | None:
         return ("no streaming path: the encoder is bidirectional (model.rnn.bidirectional=true), so every output "
                 "frame depends on the end of the utterance; partial results are re-decodes of the whole segment "
                 "(train with model.rnn.bidirectional=false to stream)")
+    if rnn.config.reverse:
+        return ("no streaming path: the encoder reads right to left (model.rnn.reverse=true), so every output frame "
+                "depends on the end of the utterance")
     if frontend.config.kind != "fbank":
         return (f"no exact streaming path for features.kind={frontend.config.kind}: torchaudio's MFCC clamps its dB "
                 "values to 80 dB below the maximum of the whole utterance (top_db), which depends on audio not yet "

@@ -137,9 +137,28 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def ctc_gradient_fix(scores: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Zero in value; in gradient it removes the exp(scores) term torch's CTC backward adds (its formula assumes
+    log-softmax inputs), so CTC on unnormalised scores (B, T, V) gets its true gradient (checked by gradcheck in
+    tests/test_aligner.py)."""
+    valid = (torch.arange(scores.shape[1], device=scores.device)[None, :] < lens[:, None]).unsqueeze(-1)  # (B, T, 1)
+    term = (scores * (scores.detach().exp() * valid)).sum()
+    return term.detach() - term
+
+
+def with_edge_token(tokens: torch.Tensor, token_lens: torch.Tensor, token: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded targets (B, L) -> (B, L + 2) with `token` before and after each target's own tokens."""
+    edged = torch.zeros(tokens.shape[0], tokens.shape[1] + 2, dtype=tokens.dtype, device=tokens.device)
+    edged[:, 0] = token
+    edged[:, 1:-1] = tokens
+    edged[torch.arange(tokens.shape[0], device=tokens.device), token_lens + 1] = token
+    return edged, token_lens + 2
+
+
 def train_one_epoch(model: CTCModel, loader: DataLoader, optimizer, scheduler, scaler, amp_dtype, grad_clip: float,
-                    device: torch.device, desc: str) -> tuple[float, int, int]:
+                    device: torch.device, desc: str, edge_token: int | None = None) -> tuple[float, int, int]:
     """One pass over `loader` with a progress bar. Returns (summed CTC loss, target tokens, utterances).
+    `edge_token` (model.edge_silence): the id put before and after every target.
 
     With `model` a DistributedDataParallel replica each step's gradient is the mean over the ranks of their
     batch's loss per token, and only rank 0 shows the bar; the sums returned are this rank's."""
@@ -160,9 +179,17 @@ def train_one_epoch(model: CTCModel, loader: DataLoader, optimizer, scheduler, s
         elif not batch["ids"]:
             continue
         tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
+        if edge_token is not None:
+            tokens, token_lens = with_edge_token(tokens, token_lens, edge_token)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             log_probs, lens = model(batch["inputs"].to(device), batch["input_lens"].to(device))
-        loss = ctc(log_probs.transpose(0, 1), tokens, lens, token_lens)  # (B, T, V) -> (T, B, V)
+        core = model.module if distributed else model
+        if core.prior_scale:
+            scores = core.alignment_scores(log_probs)  # (B, T, V), no longer normalised per frame
+            loss = ctc(scores.transpose(0, 1), tokens, lens, token_lens) + ctc_gradient_fix(scores, lens)
+            core.update_prior(log_probs, lens)
+        else:
+            loss = ctc(log_probs.transpose(0, 1), tokens, lens, token_lens)  # (B, T, V) -> (T, B, V)
         tokens_in_batch = int(token_lens.sum())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss / tokens_in_batch).backward()
@@ -187,6 +214,33 @@ class TrainResult:
     epochs: int
     seconds: float
     bundle: Path
+
+
+def init_weights_from(model: CTCModel, path: str, tokenizer: Tokenizer, announce: bool = True) -> None:
+    """Start `model` from the recognizer bundle `path` (same features and vocabulary): every tensor of the same
+    shape is copied, CMVN statistics included. From a bidirectional bundle into a unidirectional model each layer
+    takes the bundle's direction that reads the same way (backward for model.rnn.reverse), reading only that
+    direction's half of the layer below (the CTC head likewise), so a streaming model or an aligner
+    (recipes/an4/aligner.sh) starts from an offline recognizer."""
+    from .bundle import load_bundle
+
+    bundle = load_bundle(path)
+    if bundle["tokenizer"] != tokenizer.to_dict():
+        raise UserError(f"train.init_from={path}: its vocabulary differs from this run's; start from a bundle trained "
+                        f"on the same text settings")
+    source, target = bundle["state_dict"], model.state_dict()
+    reverse = model.encoder.rnn.config.reverse and any(".backward_layers." in name for name in source)
+    copied = 0
+    for name, value in target.items():
+        weight = source.get(name.replace(".forward_layers.", ".backward_layers.") if reverse else name)
+        if weight is not None and weight.dim() == 2 and weight.shape[0] == value.shape[0] \
+                and weight.shape[1] == 2 * value.shape[1]:  # (out, 2H) -> (out, H): one direction's half
+            weight = weight[:, value.shape[1]:] if reverse else weight[:, : value.shape[1]]
+        if weight is not None and weight.shape == value.shape:
+            value.copy_(weight)
+            copied += 1
+    if announce:
+        print(f"initialised {copied} of {len(target)} tensors from {path}", file=sys.stderr)
 
 
 def world() -> tuple[int, int]:
@@ -348,6 +402,11 @@ def train_process(config: Config, resume: bool, device: torch.device) -> TrainRe
     tokenizer = (Tokenizer.from_dict(checkpoint["tokenizer"]) if checkpoint
                  else Tokenizer.build(manifest_texts(config.data.train_manifest), config.text))
     model = build_model(len(tokenizer), config, training=True).to(device)
+    edge_token = None
+    if config.model.edge_silence:
+        if " " not in tokenizer.index:
+            raise UserError("model.edge_silence needs a word separator (space) among the tokens; these texts have none")
+        edge_token = tokenizer.index[" "]
     datasets = {}
     for name, training in (("train", True), ("dev", False))[: 2 if main else 1]:  # only rank 0 evaluates on dev
         manifest = getattr(config.data, f"{name}_manifest")
@@ -368,7 +427,9 @@ def train_process(config: Config, resume: bool, device: torch.device) -> TrainRe
               f"dev {len(datasets['dev'])} samples; device {device}"
               f"{f' x {world_size} processes' if distributed else ''}", file=sys.stderr)
 
-    if not checkpoint:
+    if not checkpoint and config.train.init_from:
+        init_weights_from(model, config.train.init_from, tokenizer, announce=main)
+    elif not checkpoint:
         init_cmvn(model.frontend, config, train_set, device)
     optimizer = build_optimizer(model, config)
     steps_per_epoch = len(train_loader.batch_sampler)  # per rank: each step takes one batch on every rank
@@ -441,7 +502,7 @@ def train_process(config: Config, resume: bool, device: torch.device) -> TrainRe
             torch.manual_seed(int(np.random.SeedSequence([config.train.seed, epoch, rank]).generate_state(1)[0]))
         loss_sum, token_sum, utt_count = train_one_epoch(
             net, train_loader, optimizer, scheduler, scaler, amp_dtype if use_amp else None, config.optim.grad_clip,
-            device, f"epoch {epoch}/{config.train.max_epochs}")
+            device, f"epoch {epoch}/{config.train.max_epochs}", edge_token)
         if distributed:  # the log holds every rank's batches
             sums = torch.tensor([loss_sum, token_sum, utt_count], dtype=torch.float64, device=device)
             dist.all_reduce(sums)
