@@ -4,9 +4,8 @@ The model takes what the data loader gives (waveforms for speech, stroke feature
 acoustic front-end runs on the model's device and travels inside the bundle with its CMVN statistics.
 """
 
-from dataclasses import dataclass, field
-
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn

@@ -9,10 +9,10 @@ Inputs: file paths (audio: wav/flac/ogg/mp3/sphere; ink: .json/.inkml/IAM-OnDB .
 pairs, waveforms already at the model's rate (numpy or torch, 1-D), and `ink.Ink` objects. They are decoded in
 batches of similar length. Word times are seconds for audio and resampled-point positions for ink.
 
-Word times come from the CTC forced alignment of the chosen text. A bundle may carry an *aligner* (`speechrnn
-add-aligner`): a unidirectional model whose CTC spikes follow the audio, where a bidirectional recognizer puts the
-first character at frame 0 (it has heard the whole utterance). Then the times come from the aligner's posteriors
-and the confidences from the recognizer's.
+Word times come from the CTC forced alignment of the chosen text. A bundle may carry *aligners* (`speechrnn
+add-aligner`, recipes/an4/aligner.sh): unidirectional models whose alignments follow the audio, where a
+bidirectional recognizer puts the first character at frame 0 (it has heard the whole utterance). Then word starts
+come from the left-to-right aligner, ends from the right-to-left one, and confidences from the recognizer.
 
 Audio longer than `recognizer.split_over` seconds (30) is not decoded whole: it is read in blocks, cut at pauses
 by a voice-activity detector (`recognizer.vad`, energy-based unless set, see speechrnn/vad.py) and transcribed
@@ -44,8 +44,8 @@ ALIGNERS = ("aligner", "aligner_end")
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CTCModel, Tokenizer, Config, dict]:
-    """Bundle -> (model in eval mode on `device`, tokenizer, config, bundle extras). The bundle's aligner, if it
-    has one, is extras["aligner"]["model"] (also in eval mode on `device`)."""
+    """Bundle -> (model in eval mode on `device`, tokenizer, config, bundle extras). The bundle's aligners, where
+    it has them, are extras[role]["model"] for role in ALIGNERS (also in eval mode on `device`)."""
     bundle = load_bundle(path)
     if bundle.get("extra", {}).get("task") == "classify":
         raise BundleError(f"{path}: an utterance classifier, not a recognizer; use `speechrnn classify eval`")

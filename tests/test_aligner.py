@@ -13,7 +13,7 @@ import torch
 from speechrnn.align import align
 from speechrnn.bundle import load_bundle, repack_bundle, save_bundle
 from speechrnn.config import load_config, to_dict
-from speechrnn.errors import UserError
+from speechrnn.errors import ConfigError, UserError
 from speechrnn.model import build_model
 from speechrnn.recognizer import Recognizer
 from speechrnn.text import Tokenizer
@@ -212,3 +212,13 @@ def test_a_right_to_left_stack_is_the_left_to_right_one_on_reversed_input():
     for b in range(3):  # a padded batch gives what each sequence alone gives
         alone = backward(x[b:b + 1, : lens[b]], lens[b:b + 1])
         assert torch.allclose(backward(x, lens)[b, : lens[b]], alone[0], atol=1e-6)
+
+
+def test_a_right_to_left_model_cannot_stream_and_says_why(pair, tmp_path):
+    from speechrnn.streaming import streaming_refusal
+
+    right_to_left = make_bundle(tmp_path / "r2l.pt", ["model.rnn.bidirectional=false", "model.rnn.reverse=true"], 4)
+    reason = streaming_refusal(Recognizer.load(right_to_left, decoding="greedy").model)
+    assert reason and "right to left" in reason
+    with pytest.raises(ConfigError, match="reverse needs model.rnn.bidirectional=false"):
+        build_model(5, load_config(REPO / "recipes" / "an4" / "conf" / "default.yaml", ["model.rnn.reverse=true"]))

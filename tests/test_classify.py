@@ -137,7 +137,7 @@ def tiny_config(data: Path, exp: Path, *extra: str):
         f"data.train_manifest={data / 'train.jsonl'}", f"data.dev_manifest={data / 'dev.jsonl'}",
         "data.classes=[]", "data.speed_perturb=[]", "use_specaugment=false", "model.conv_channels=4",
         "model.rnn.hidden_size=32", "model.rnn.num_layers=1", "model.dropout=0", "optim.warmup_steps=3",
-        "optim.label_smoothing=0", "optim.lr=5e-3", "data.max_batch_size=12", "train.max_epochs=6",
+        "optim.label_smoothing=0", "optim.lr=1e-2", "data.max_batch_size=12", "train.max_epochs=6",
         f"train.exp_dir={exp}", "train.device=cpu", *extra])
 
 
