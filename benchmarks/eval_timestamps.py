@@ -6,7 +6,10 @@ where the audio's energy first rises above and last falls below `--top-db` dB un
 (librosa.effects.trim, 25 ms frames, 10 ms hop); `--reference vad` the first and last speech segment of the
 project's energy VAD with its default rules and no padding (speechrnn.vad: 12 dB over an adaptive noise floor,
 segments shorter than 0.2 s dropped, so a click or a short breath before the speech is not its start).
-Prints the distribution of the differences and the share of utterances within `--tolerance` seconds.
+Prints the distribution of the differences and the share of utterances within `--tolerance` seconds, and of the
+misses where the reference lies outside the words (it starts earlier / ends later), how many are cut off from
+them by at least --gap seconds of silence (energy --top-db under the peak): a click or a breath that the
+reference counts as speech.
 
 Run:  python benchmarks/eval_timestamps.py --bundle recipes/an4/exp/default/model.pt \
           --manifest recipes/an4/exp/data/test.jsonl [--greedy] [--plot-worst 8 worst.png]
@@ -35,6 +38,7 @@ def main() -> int:
                         help="trim: --top-db under the peak (default); vad: speechrnn.vad's energy segments")
     parser.add_argument("--top-db", type=float, default=30.0, help="trim: threshold under the peak (30 dB)")
     parser.add_argument("--tolerance", type=float, default=0.1, help="seconds (0.1)")
+    parser.add_argument("--gap", type=float, default=0.1, help="silence that cuts a sound off from the words (0.1 s)")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle is tuned")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot-worst", nargs=2, metavar=("N", "PNG"), help="draw the N worst utterances to PNG")
@@ -45,6 +49,7 @@ def main() -> int:
     utts = load_utterances(args.manifest)
     results = recognizer.transcribe([u.path for u in utts], timestamps=True)
     starts, ends, drawn, skipped = [], [], [], 0
+    isolated = {"first word start": 0, "last word end": 0}  # misses whose reference is a sound apart from the words
     for utt, result in zip(utts, results):
         if not result.words:
             skipped += 1
@@ -54,6 +59,13 @@ def main() -> int:
         starts.append(result.words[0].start - first / rate)
         ends.append(result.words[-1].end - last / rate)
         drawn.append((abs(starts[-1]) + abs(ends[-1]), utt.id, wav, (first / rate, last / rate), result))
+        quiet = silent_frames(wav, rate, args.top_db)  # (frames,) 10 ms each
+        if starts[-1] > args.tolerance:
+            isolated["first word start"] += has_gap(quiet[int(first / rate * 100): int(result.words[0].start * 100)],
+                                                    args.gap)
+        if ends[-1] < -args.tolerance:
+            isolated["last word end"] += has_gap(quiet[int(result.words[-1].end * 100): int(last / rate * 100)],
+                                                 args.gap)
     starts, ends = np.array(starts), np.array(ends)
     both = (np.abs(starts) <= args.tolerance) & (np.abs(ends) <= args.tolerance)
     reference = f"{args.top_db:g} dB under the peak" if args.reference == "trim" else "speechrnn.vad segments"
@@ -67,12 +79,32 @@ def main() -> int:
         print(f"{name:18} {p50:+8.3f} {p10:+8.3f} {p90:+8.3f} {np.abs(diff).mean():9.3f} {100 * within:7.1f}%")
     print(f"both within {1000 * args.tolerance:.0f} ms: {100 * both.mean():.1f} % of utterances "
           f"(differences in seconds: model minus energy boundary)")
+    for name, diff, outside in (("first word start", starts, starts > args.tolerance),
+                                ("last word end", ends, ends < -args.tolerance)):
+        print(f"{name}: {np.sum(np.abs(diff) > args.tolerance)} off by more than {1000 * args.tolerance:.0f} ms, "
+              f"{outside.sum()} with the reference outside the words, {isolated[name]} of them a sound cut off "
+              f"from the words by >= {1000 * args.gap:.0f} ms under -{args.top_db:g} dB")
     if args.plot_worst:
         count, png = int(args.plot_worst[0]), args.plot_worst[1]
         plot_worst(sorted(drawn, key=lambda row: -row[0])[:count], rate,
                    args.top_db if args.reference == "trim" else None, png)
         print(f"wrote {png}")
     return 0
+
+
+def silent_frames(wav: np.ndarray, rate: int, top_db: float) -> np.ndarray:
+    """(frames,) bool, 10 ms frames of 25 ms: energy more than `top_db` under the utterance's peak."""
+    rms = librosa.feature.rms(y=wav, frame_length=int(0.025 * rate), hop_length=int(0.01 * rate))[0]
+    return librosa.amplitude_to_db(rms, ref=np.max) < -top_db
+
+
+def has_gap(quiet: np.ndarray, gap: float) -> bool:
+    """Whether `quiet` (10 ms frames) holds a run of at least `gap` seconds."""
+    run = longest = 0
+    for frame in quiet:
+        run = run + 1 if frame else 0
+        longest = max(longest, run)
+    return longest >= round(gap * 100)
 
 
 def energy_boundary(wav: np.ndarray, rate: int, reference: str, top_db: float) -> tuple[int, int]:
