@@ -263,11 +263,13 @@ def cmd_add_aligner(args) -> None:
 
     out = args.output or args.bundle
     described = add_aligner(args.bundle, args.aligner, out, args.end_aligner)
-    for role, path in (("starts", args.aligner), ("ends", args.end_aligner or args.aligner)):
-        rnn = described["aligner_end" if role == "ends" and args.end_aligner else "aligner"]["config"]["model"]["rnn"]
+    gives = {"aligner": ("starts" if args.end_aligner else "starts and ends", args.aligner),
+             "aligner_end": ("ends", args.end_aligner)}
+    for role, aligner in described.items():
+        rnn = aligner["config"]["model"]["rnn"]
         way = "bidirectional" if rnn["bidirectional"] else "right-to-left" if rnn.get("reverse") else "left-to-right"
-        print(f"{out}: word {role} from {path} ({rnn['cell']} {rnn['num_layers']} x {way} {rnn['hidden_size']}, "
-              f"lookahead {rnn.get('lookahead', 0)})", file=sys.stderr)
+        print(f"{out}: word {gives[role][0]} from {gives[role][1]} ({rnn['cell']} {rnn['num_layers']} x {way} "
+              f"{rnn['hidden_size']}, lookahead {rnn.get('lookahead', 0)})", file=sys.stderr)
 
 
 def cmd_export(args) -> None:

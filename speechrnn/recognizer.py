@@ -209,8 +209,9 @@ class Recognizer:
                 frames = log_probs[row, : lens[row]]  # (T, V)
                 words = align(frames, tokens, self.tokenizer, self.shift, self.model.alignment_scores(frames)).words
                 if aligned:  # times from the aligners, confidences from the recognizer
-                    starts, ends = (self._aligned_words(aligner, aligned[aligner][row, : lens[row]], tokens)
-                                    for aligner in (self.aligner, self.end_aligner))
+                    timed = {aligner: self._aligned_words(aligner, scores[row, : lens[row]], tokens)
+                             for aligner, scores in aligned.items()}
+                    starts, ends = timed[self.aligner], timed[self.end_aligner]
                     for word, start, end in zip(words, starts, ends):
                         word.start, word.end = start.start, max(end.end, start.start + self.shift)
                 if self.decoder is not None and self.decoder.config.lexicon:
