@@ -46,6 +46,8 @@ class ClassifyDataConfig(DataConfig):
     test_manifest: Optional[str] = None  # scored after training when set
     classes: list[str] = field(default_factory=list)  # label order; empty = the sorted labels of the train manifest
     label_field: str = "label"
+    # white noise added to each training waveform at an SNR drawn uniformly from [low, high] dB; empty = off
+    noise_snr: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -85,6 +87,9 @@ def check_choices(config: ClassifyConfig) -> None:
 def load_classify_config(path: str | Path | None = None, overrides: list[str] = ()) -> ClassifyConfig:
     config = load_config(path, overrides, schema=ClassifyConfig)
     check_choices(config)
+    snr = list(config.data.noise_snr)
+    if snr and (len(snr) != 2 or snr[0] > snr[1]):
+        raise ConfigError(f"config: data.noise_snr={snr} must be [low, high] in dB with low <= high (or [] for off)")
     return config
 
 
@@ -135,6 +140,16 @@ def utterance_cmn(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     mask = valid_mask(lens, feats.shape[1])[..., None]  # (B, T, 1)
     mean = (feats * mask).sum(1, keepdim=True) / lens.clamp(min=1)[:, None, None]  # (B, 1, F)
     return (feats - mean) * mask
+
+
+def add_noise(waveforms: torch.Tensor, lens: torch.Tensor, snr_range: list[float]) -> torch.Tensor:
+    """White noise on the valid samples at an SNR (dB) drawn per utterance from [low, high]; padding stays 0.
+    (B, N) -> (B, N)."""
+    mask = valid_mask(lens, waveforms.shape[1])
+    power = (waveforms.square() * mask).sum(1) / lens.clamp(min=1)  # (B,) mean power of each waveform
+    snr = torch.empty_like(power).uniform_(*snr_range)
+    noise_std = (power / 10 ** (snr / 10)).sqrt()[:, None]  # (B, 1)
+    return waveforms + torch.randn_like(waveforms) * noise_std * mask
 
 
 class SequenceClassifier(nn.Module):
@@ -333,8 +348,11 @@ def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
             if not batch["ids"]:
                 continue
             labels = batch["tokens"][:, 0].to(device)
+            inputs, input_lens = batch["inputs"].to(device), batch["input_lens"].to(device)
+            if config.data.noise_snr:
+                inputs = add_noise(inputs, input_lens, config.data.noise_snr)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(batch["inputs"].to(device), batch["input_lens"].to(device))
+                logits = model(inputs, input_lens)
             loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=config.optim.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -431,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "under train.exp_dir; best = highest dev accuracy (ties: lower dev loss). With "
                     "data.test_manifest set, the bundle is also scored on it (reports in exp_dir/eval).",
         epilog="keys: data.{train,dev,test}_manifest (JSONL with audio_filepath, duration, label), data.classes, "
-               "features.*, specaugment.*, use_specaugment, model.rnn.cell (" + ", ".join(sorted(RNN_CELLS)) +
+               "data.speed_perturb, data.noise_snr ([low, high] dB of white noise on training clips), features.*, specaugment.*, use_specaugment, model.rnn.cell (" + ", ".join(sorted(RNN_CELLS)) +
                "), model.rnn.{hidden_size,num_layers,bidirectional,dropout}, model.conv_channels, model.pooling "
                "(mean | attention), model.utterance_cmn, optim.{lr,warmup_steps,label_smoothing,...}, "
                "train.{exp_dir,max_epochs,patience,seed,device,threads}")

@@ -13,7 +13,7 @@ import torch
 from speechrnn import classify
 from speechrnn.audio import load_audio
 from speechrnn.bundle import atomic_save
-from speechrnn.classify import (AttentionPooling, MeanPooling, build_classifier, load_classifier,
+from speechrnn.classify import (AttentionPooling, MeanPooling, add_noise, build_classifier, load_classifier,
                                 load_classify_config, main, train)
 from speechrnn.data import collate, read_manifest, write_manifest
 from speechrnn.errors import ConfigError
@@ -130,12 +130,33 @@ def test_config_choices_are_checked():
         load_classify_config(CONF, ["model.rnn.cell=transformer"])
     with pytest.raises(ConfigError, match="valid keys"):
         load_classify_config(CONF, ["model.poolin=mean"])
+    for bad in ("[40,10]", "[10]"):
+        with pytest.raises(ConfigError, match="data.noise_snr"):
+            load_classify_config(CONF, [f"data.noise_snr={bad}"])
+
+
+def test_noise_is_added_at_the_drawn_snr_and_never_on_padding():
+    torch.manual_seed(0)
+    lens = torch.tensor([16000, 9000, 4000])
+    clean = torch.randn(3, 16000) * torch.tensor([[0.5], [0.01], [2.0]])  # three loudness levels
+    clean[1, 9000:] = 0
+    clean[2, 4000:] = 0
+    noisy = add_noise(clean, lens, [10.0, 10.0])
+    for row, n in enumerate(lens.tolist()):
+        snr = 10 * torch.log10(clean[row, :n].square().mean() / (noisy - clean)[row, :n].square().mean())
+        assert abs(float(snr) - 10.0) < 0.3, (row, float(snr))  # 10 dB whatever the loudness
+        assert torch.equal(noisy[row, n:], clean[row, n:])  # padding untouched
+    snrs = []
+    for _ in range(50):
+        noise = add_noise(clean[:1], lens[:1], [5.0, 30.0]) - clean[:1]
+        snrs.append(float(10 * torch.log10(clean[0].square().mean() / noise.square().mean())))
+    assert 4.8 < min(snrs) and max(snrs) < 30.2 and max(snrs) - min(snrs) > 10  # spread over the range
 
 
 def tiny_config(data: Path, exp: Path, *extra: str):
     return load_classify_config(CONF, [
         f"data.train_manifest={data / 'train.jsonl'}", f"data.dev_manifest={data / 'dev.jsonl'}",
-        "data.classes=[]", "data.speed_perturb=[]", "use_specaugment=false", "model.conv_channels=4",
+        "data.classes=[]", "data.speed_perturb=[]", "data.noise_snr=[]", "use_specaugment=false", "model.conv_channels=4",
         "model.rnn.hidden_size=32", "model.rnn.num_layers=1", "model.dropout=0", "optim.warmup_steps=3",
         "optim.label_smoothing=0", "optim.lr=1e-2", "data.max_batch_size=12", "train.max_epochs=6",
         f"train.exp_dir={exp}", "train.device=cpu", *extra])
@@ -170,8 +191,9 @@ def test_training_on_a_few_real_clips_lowers_the_loss_and_the_bundle_scores_the_
     assert "dev: accuracy" in capsys.readouterr().out
 
     # A run killed after epoch 3 and started again with --resume ends with the model of the uninterrupted run;
-    # this one keeps SpecAugment and speed perturbation on, so their random draws must resume too.
-    augmented = ("use_specaugment=true", "data.speed_perturb=[0.9,1.0,1.1]", "model.dropout=0.2")
+    # this one keeps SpecAugment, speed perturbation and noise on, so their random draws must resume too.
+    augmented = ("use_specaugment=true", "data.speed_perturb=[0.9,1.0,1.1]", "data.noise_snr=[10,40]",
+                 "model.dropout=0.2")
     whole = train(tiny_config(tmp_path, tmp_path / "whole", *augmented))
 
     class Killed(Exception):
