@@ -8,6 +8,8 @@ test speaker is never seen before the final evaluation. Written, for each fold:
     OUT/<test speaker>/train.jsonl   training speakers, index >= --dev-indices
     OUT/<test speaker>/dev.jsonl     training speakers, index <  --dev-indices
     OUT/<test speaker>/test.jsonl    every recording of the test speaker
+    OUT/<test speaker>/test_a.jsonl  its recordings with index <  --half (25): unlabelled adaptation data for ...
+    OUT/<test speaker>/test_b.jsonl  ... scoring on the other half, and the other way round (run.sh stage 3)
     OUT/folds.txt                    the fold names, one a line
 
 Manifest lines carry id, audio_filepath (relative to the manifest), duration, text (the digit as a word), label
@@ -66,7 +68,7 @@ def read_corpus(src: Path) -> list[dict]:
     return entries
 
 
-def make_folds(entries: list[dict], dev_indices: int = 5) -> dict[str, dict[str, list[dict]]]:
+def make_folds(entries: list[dict], dev_indices: int = 5, half: int = 25) -> dict[str, dict[str, list[dict]]]:
     """{test speaker: {"train", "dev", "test": entries}}, leave-one-speaker-out."""
     speakers = sorted({e["speaker"] for e in entries})
     if len(speakers) < 2:
@@ -74,19 +76,22 @@ def make_folds(entries: list[dict], dev_indices: int = 5) -> dict[str, dict[str,
     folds = {}
     for held_out in speakers:
         rest = [e for e in entries if e["speaker"] != held_out]
+        test = [e for e in entries if e["speaker"] == held_out]
         folds[held_out] = {"train": [e for e in rest if e["index"] >= dev_indices],
-                           "dev": [e for e in rest if e["index"] < dev_indices],
-                           "test": [e for e in entries if e["speaker"] == held_out]}
+                           "dev": [e for e in rest if e["index"] < dev_indices], "test": test,
+                           "test_a": [e for e in test if e["index"] < half], "test_b": [e for e in test if e["index"] >= half]}
         if not folds[held_out]["train"] or not folds[held_out]["dev"]:
             raise PrepError(f"fold {held_out}: --dev-indices {dev_indices} leaves an empty train or dev set")
+        if not folds[held_out]["test_a"] or not folds[held_out]["test_b"]:
+            raise PrepError(f"fold {held_out}: --half {half} leaves an empty test half")
     return folds
 
 
-def prepare(src: Path, out: Path, dev_indices: int = 5) -> dict[str, dict[str, list[dict]]]:
+def prepare(src: Path, out: Path, dev_indices: int = 5, half: int = 25) -> dict[str, dict[str, list[dict]]]:
     entries = read_corpus(src)
     if not entries:
         raise PrepError(f"{src}: no usable FSDD recordings (see the warnings above)")
-    folds = make_folds(entries, dev_indices)
+    folds = make_folds(entries, dev_indices, half)
     for name, splits in folds.items():
         for split, split_entries in splits.items():
             write_manifest(out / name / f"{split}.jsonl", split_entries)
@@ -107,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder to write the fold manifests to")
     parser.add_argument("--dev-indices", type=int, default=5,
                         help="recordings of the training speakers with index below this form dev (default 5: 10%%)")
+    parser.add_argument("--half", type=int, default=25,
+                        help="the test speaker's recordings with index below this form test_a, the rest test_b (25)")
     args = parser.parse_args(argv)
     try:
-        prepare(args.src, args.out, args.dev_indices)
+        prepare(args.src, args.out, args.dev_indices, args.half)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

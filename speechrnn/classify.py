@@ -9,6 +9,11 @@ bundle. Manifests are the usual JSONL ones with a `label` field (audio_filepath,
 
     python -m speechrnn.classify train CONF [key=value ...] [--resume]
     python -m speechrnn.classify eval BUNDLE MANIFEST [--out DIR] [--name NAME]
+    python -m speechrnn.classify adapt BUNDLE MANIFEST -o ADAPTED [--train-manifest M] [--rounds N ...]
+
+`adapt` is unsupervised adaptation to a new speaker by self-training: the model labels that speaker's recordings
+(their labels are never read), then a copy of it is fine-tuned on its training set plus its most confident guesses,
+a larger share each round.
 """
 
 import argparse
@@ -66,6 +71,21 @@ class ClassifyOptimConfig(OptimConfig):
 
 
 @dataclass
+class AdaptConfig:
+    """Unsupervised adaptation to a new speaker (`adapt`); the bundle carries these as its defaults."""
+    rounds: int = 4
+    epochs: int = 4
+    lr: float = 1.0e-3
+    repeat: int = 3
+
+
+ADAPT_HELP = {"rounds": "self-training rounds; round r uses the most confident r/ROUNDS of each predicted class",
+              "epochs": "fine-tuning epochs per round",
+              "lr": "peak learning rate of each round's fine-tuning (cosine decay to optim.final_lr_ratio of it)",
+              "repeat": "times each pseudo-labelled recording is seen per epoch, next to the labelled training set"}
+
+
+@dataclass
 class ClassifyConfig:
     data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -74,6 +94,7 @@ class ClassifyConfig:
     model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     optim: ClassifyOptimConfig = field(default_factory=ClassifyOptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
 
 def check_choices(config: ClassifyConfig) -> None:
@@ -221,14 +242,25 @@ def manifest_labels(path: str | Path, label_field: str = "label") -> list[str]:
 
 def load_labelled(config: ClassifyConfig, manifest: str | Path, classes: list[str], training: bool = False) -> AudioDataset:
     """An AudioDataset whose items' `tokens` are [class index] and `text` the label."""
+    return labelled_dataset(config, labelled_entries(config, manifest, classes), classes, training)
+
+
+def labelled_entries(config: ClassifyConfig, manifest: str | Path, classes: list[str]) -> list[tuple[dict, str]]:
+    """(manifest entry, label) pairs; a label outside `classes` is an error."""
     label_field = config.data.label_field
     entries = read_manifest(manifest, fields=("audio_filepath", "duration", label_field))
     unknown = sorted({str(e[label_field]) for e in entries} - set(classes))
     if unknown:
         raise ManifestError(f"{manifest}: label(s) {', '.join(map(repr, unknown[:10]))} not among the model's classes "
                             f"({', '.join(classes)})")
-    utterances = [Utterance(id=str(e["id"]), path=e["audio_filepath"], duration=float(e["duration"]),
-                            text=str(e[label_field]), speaker=str(e.get("speaker", ""))) for e in entries]
+    return [(e, str(e[label_field])) for e in entries]
+
+
+def labelled_dataset(config: ClassifyConfig, pairs: list[tuple[dict, str]], classes: list[str],
+                     training: bool = False) -> AudioDataset:
+    """An AudioDataset of (manifest entry, label) pairs; speed perturbation when `training`."""
+    utterances = [Utterance(id=str(e["id"]), path=e["audio_filepath"], duration=float(e["duration"]), text=label,
+                            speaker=str(e.get("speaker", ""))) for e, label in pairs]
     return AudioDataset(utterances, LabelEncoder(classes), config.features.sample_rate,
                         config.data.speed_perturb if training else (), config.train.seed, config.features.hop_length)
 
@@ -275,6 +307,43 @@ def write_report(out: str | Path, name: str, result: dict, classes: list[str], s
     rows = ",\n  ".join(json.dumps(row) for row in confusion)  # one line per reference class
     (out / f"{name}.summary.json").write_text(f'{head},\n "confusion": [\n  {rows}\n ]\n}}\n')
     return summary
+
+
+def train_epoch(model: SequenceClassifier, loader: DataLoader, optimizer, scheduler, scaler, config: ClassifyConfig,
+                epoch: int, device: torch.device, amp_dtype=None, desc: str = "") -> tuple[float, int, int]:
+    """One pass over `loader` with the config's augmentation (speed perturbation in the dataset, white noise,
+    SpecAugment from specaugment.start_epoch). Returns (summed loss, correct, utterances)."""
+    model.train()
+    if model.specaugment is not None:
+        model.specaugment.enabled = epoch >= config.specaugment.start_epoch
+    loader.batch_sampler.set_epoch(epoch)
+    loader.dataset.epoch = epoch
+    loss_sum, correct, count = 0.0, 0, 0
+    bar = tqdm(loader, desc=desc, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False,
+               disable=not sys.stderr.isatty())  # logs get the caller's epoch line
+    for batch in bar:
+        if not batch["ids"]:
+            continue
+        labels = batch["tokens"][:, 0].to(device)
+        inputs, input_lens = batch["inputs"].to(device), batch["input_lens"].to(device)
+        if config.data.noise_snr:
+            inputs = add_noise(inputs, input_lens, config.data.noise_snr)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(inputs, input_lens)
+        loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=config.optim.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += float(loss.detach()) * len(labels)
+        correct += int((logits.argmax(-1) == labels).sum())
+        count += len(labels)
+        bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}", refresh=False)
+    bar.close()
+    return loss_sum, correct, count
 
 
 @dataclass
@@ -330,42 +399,13 @@ def train(config: ClassifyConfig, resume: bool = False) -> ClassifyResult:
         checkpoint, exp_dir, model, optimizer, scheduler, train_loader.batch_sampler, scaler)
     log_path = exp_dir / "train_log.jsonl"
 
-    interactive = sys.stderr.isatty()
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.train.max_epochs + 1):
         if config.train.patience and stale >= config.train.patience:
             break
         started = time.time()
-        model.train()
-        if model.specaugment is not None:
-            model.specaugment.enabled = epoch >= config.specaugment.start_epoch
-        train_loader.batch_sampler.set_epoch(epoch)
-        train_set.epoch = epoch
-        loss_sum, correct, count = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{config.train.max_epochs}", unit="batch", file=sys.stderr,
-                   dynamic_ncols=True, leave=False, disable=not interactive)  # logs get the epoch line below
-        for batch in bar:
-            if not batch["ids"]:
-                continue
-            labels = batch["tokens"][:, 0].to(device)
-            inputs, input_lens = batch["inputs"].to(device), batch["input_lens"].to(device)
-            if config.data.noise_snr:
-                inputs = add_noise(inputs, input_lens, config.data.noise_snr)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(inputs, input_lens)
-            loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=config.optim.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(labels)
-            correct += int((logits.argmax(-1) == labels).sum())
-            count += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}", refresh=False)
-        bar.close()
+        loss_sum, correct, count = train_epoch(model, train_loader, optimizer, scheduler, scaler, config, epoch,
+                                               device, amp_dtype, f"epoch {epoch}/{config.train.max_epochs}")
         epoch_seconds = time.time() - started
         train_seconds += epoch_seconds
         dev = evaluate(model, dev_loader, device, classes)
@@ -430,6 +470,82 @@ def evaluate_manifest(bundle: str | Path, manifest: str | Path, out: str | Path,
     return summary
 
 
+# --- unsupervised speaker adaptation (self-training) ----------------------------------------------
+
+@torch.no_grad()
+def class_posteriors(model: SequenceClassifier, dataset: AudioDataset, config: ClassifyConfig,
+                     device: torch.device) -> dict[str, torch.Tensor]:
+    """{utterance id: (C,) class posteriors} for every readable utterance of `dataset`."""
+    model.eval()
+    posteriors = {}
+    for batch in make_loader(dataset, config, False, 0):
+        if not batch["ids"]:
+            continue
+        probs = model(batch["inputs"].to(device), batch["input_lens"].to(device)).softmax(-1).cpu()  # (B, C)
+        posteriors.update(zip(batch["ids"], probs))
+    return posteriors
+
+
+def confident_labels(posteriors: dict[str, torch.Tensor], share: float) -> dict[str, int]:
+    """The most confident `share` of the utterances predicted as each class: {id: class}. Taking a share per class
+    rather than one threshold keeps the classes the model is least sure of from dropping out of the pseudo-labels."""
+    by_class: dict[int, list[tuple[float, str]]] = {}
+    for uid, probs in posteriors.items():
+        score, label = probs.max(dim=0)
+        by_class.setdefault(int(label), []).append((float(score), uid))
+    chosen = {}
+    for label, scored in by_class.items():
+        for _, uid in sorted(scored, reverse=True)[: max(1, round(share * len(scored)))]:
+            chosen[uid] = label
+    return chosen
+
+
+def adapt(bundle: str | Path, manifest: str | Path, out: str | Path, train_manifest: str | Path | None = None,
+          overrides: dict | None = None, device: str = "auto") -> dict:
+    """Unsupervised adaptation to the recordings of `manifest` (a new speaker, say), whose labels are not read.
+
+    Self-training: in each round the current model labels those recordings, and a copy of the source model is
+    fine-tuned on the labelled training set plus the most confident share of them under their predicted labels; the
+    share grows each round until all are used. Writes the adapted bundle to `out`; returns a summary of the rounds.
+    Score it only on *other* recordings of that speaker: these ones it has now heard. The settings are the bundle's
+    `adapt` config with `overrides` ({key: value}) on top."""
+    device = select_device(device)
+    source, classes, config, extra = load_classifier(bundle, device)
+    config.adapt = replace(config.adapt, **(overrides or {}))
+    settings = config.adapt
+    config.data.num_workers = 0
+    labelled = labelled_entries(config, train_manifest or config.data.train_manifest, classes)
+    unlabelled_entries = read_manifest(manifest, fields=("audio_filepath", "duration"))
+    if not unlabelled_entries:
+        raise UserError(f"{manifest}: no utterances to adapt to")
+    unlabelled = labelled_dataset(config, [(e, classes[0]) for e in unlabelled_entries], classes)  # labels unused
+    by_id = {str(e["id"]): e for e in unlabelled_entries}
+    torch.manual_seed(config.train.seed)
+    model, rounds = source, []
+    for round_ in range(1, settings.rounds + 1):
+        started = time.time()
+        pseudo = confident_labels(class_posteriors(model, unlabelled, config, device), round_ / settings.rounds)
+        pairs = labelled + [(by_id[uid], classes[label]) for uid, label in pseudo.items()] * settings.repeat
+        student = build_classifier(len(classes), config, training=True).to(device)
+        student.load_state_dict(source.state_dict())  # every round starts from the source: no drift
+        loader = make_loader(labelled_dataset(config, pairs, classes, training=True), config, True, round_)
+        tuned = replace(config, optim=replace(config.optim, lr=settings.lr, warmup_steps=0))
+        optimizer = build_optimizer(student, tuned)
+        steps = len(loader.batch_sampler) * settings.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(0, steps, config.optim.final_lr_ratio))
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        for epoch in range(1, settings.epochs + 1):
+            train_epoch(student, loader, optimizer, scheduler, scaler, tuned, config.specaugment.start_epoch + epoch,
+                        device, desc=f"adapt round {round_}/{settings.rounds} epoch {epoch}/{settings.epochs}")
+        model = student.eval()
+        rounds.append({"round": round_, "pseudo_labels": len(pseudo), "seconds": round(time.time() - started, 1)})
+        print(f"adapt round {round_}/{settings.rounds}: fine-tuned on {len(pseudo)} of {len(unlabelled_entries)} "
+              f"recordings under their predicted labels, {rounds[-1]['seconds']:.0f} s", file=sys.stderr)
+    save_bundle(out, model.state_dict(), to_dict(config), {"classes": classes},
+                extra=dict(extra, adapted_from=str(bundle), adapted_on=str(manifest), adapt_rounds=rounds))
+    return {"bundle": str(out), "rounds": rounds}
+
+
 # --- command line ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -467,6 +583,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="report name (default: the manifest's file name without .jsonl)")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p = commands.add_parser(
+        "adapt", help="adapt a bundle to a new speaker's unlabelled recordings (self-training)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Unsupervised adaptation: label MANIFEST's recordings with the model, fine-tune a copy of it on "
+                    "the labelled training set plus the most confident share of them under the predicted labels, and "
+                    "repeat with a growing share (--rounds). MANIFEST's labels, if any, are not read. Writes the "
+                    "adapted bundle to -o. Score it on other recordings of that speaker, not on these.",
+        epilog="example (FSDD: adapt on half of the held-out speaker, score the other half):\n"
+               "  python -m speechrnn.classify adapt exp/default/nicolas/model.pt exp/data/nicolas/test_a.jsonl "
+               "-o exp/default/nicolas/adapted_a.pt --train-manifest exp/data/nicolas/train.jsonl\n"
+               "  python -m speechrnn.classify eval exp/default/nicolas/adapted_a.pt exp/data/nicolas/test_b.jsonl")
+    p.add_argument("bundle", help="classifier bundle to adapt")
+    p.add_argument("manifest", help="JSONL manifest of the recordings to adapt to (audio_filepath, duration)")
+    p.add_argument("-o", "--out", required=True, help="path of the adapted bundle")
+    p.add_argument("--train-manifest", help="labelled training set (default: the bundle's data.train_manifest)")
+    for key, value in to_dict(AdaptConfig()).items():
+        p.add_argument(f"--{key}", type=type(value), help=f"{ADAPT_HELP[key]} (default: the bundle's adapt.{key}, "
+                                                          f"{value} unless set in training)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     return parser
 
 
@@ -486,6 +622,12 @@ def main(argv: list[str] | None = None) -> int:
             if config.data.test_manifest:
                 print_summary(evaluate_manifest(result.bundle, config.data.test_manifest,
                                                 Path(config.train.exp_dir) / "eval", "test", config.train.device))
+        elif args.command == "adapt":
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            overrides = {key: getattr(args, key) for key in ADAPT_HELP if getattr(args, key) is not None}
+            adapt(args.bundle, args.manifest, args.out, args.train_manifest, overrides, args.device)
+            print(f"adapted bundle written to {args.out}")
         else:
             if args.threads:
                 torch.set_num_threads(args.threads)

@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(speechrnn.export.raw_audio_features computes them); ink bundles take stroke features")
     p.set_defaults(run=cmd_export)
 
-    commands.add_parser("classify", help="utterance classification (one label per recording): train | eval",
+    commands.add_parser("classify", help="utterance classification (one label per recording): train | eval | adapt",
                         add_help=False)  # handled by speechrnn.classify.main
     commands.add_parser("tagger", help="speech / non-speech frame tagging (a VAD): labels | train | eval",
                         add_help=False)  # handled by speechrnn.tagger.main
@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["classify"]:  # its own parser (train | eval), see speechrnn/classify.py
+    if argv[:1] == ["classify"]:  # its own parser (train | eval | adapt), see speechrnn/classify.py
         from .classify import main as classify_main
 
         sys.exit(classify_main(argv[1:]))

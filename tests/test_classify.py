@@ -13,8 +13,8 @@ import torch
 from speechrnn import classify
 from speechrnn.audio import load_audio
 from speechrnn.bundle import atomic_save
-from speechrnn.classify import (AttentionPooling, MeanPooling, add_noise, build_classifier, load_classifier,
-                                load_classify_config, main, train)
+from speechrnn.classify import (AttentionPooling, MeanPooling, add_noise, build_classifier, confident_labels,
+                                load_classifier, load_classify_config, main, train)
 from speechrnn.data import collate, read_manifest, write_manifest
 from speechrnn.errors import ConfigError
 
@@ -93,12 +93,15 @@ def test_fsdd_folds_are_speaker_disjoint_and_complete(fsdd_folds):
                 assert (e["label"], e["speaker"]) == (digit, speaker) and e["duration"] > 0.1
         assert all(e["index"] < 5 for e in splits["dev"]) and all(e["index"] >= 5 for e in splits["train"])
         assert sorted({e["label"] for e in splits["dev"]}) == [str(d) for d in range(10)]
+        halves = [read_manifest(out / fold / f"test_{half}.jsonl") for half in "ab"]  # adaptation / scoring halves
+        assert [len(h) for h in halves] == [250, 250] and sorted(e["id"] for h in halves for e in h) == sorted(ids["test"])
+        assert all(e["index"] < 25 for e in halves[0]) and all(e["index"] >= 25 for e in halves[1])
 
 
 def test_fsdd_folds_are_deterministic(fsdd_folds):
     first, second, _ = fsdd_folds
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert len(files) == 13  # 4 folds x 3 manifests + folds.txt
+    assert len(files) == 21  # 4 folds x 5 manifests + folds.txt
     for rel in files:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
 
@@ -216,6 +219,45 @@ def test_training_on_a_few_real_clips_lowers_the_loss_and_the_bundle_scores_the_
     assert len(logs[0]) == 6 and logs[0] == logs[1]
     for key, value in torch.load(whole.bundle, weights_only=True)["state_dict"].items():
         torch.testing.assert_close(torch.load(resumed.bundle, weights_only=True)["state_dict"][key], value)
+
+
+def test_confident_labels_take_the_surest_share_of_each_predicted_class():
+    posteriors = {"a": torch.tensor([0.9, 0.1, 0.0]), "b": torch.tensor([0.6, 0.4, 0.0]),
+                  "c": torch.tensor([0.7, 0.3, 0.0]), "d": torch.tensor([0.2, 0.5, 0.3]),
+                  "e": torch.tensor([0.1, 0.0, 0.9])}
+    assert confident_labels(posteriors, 0.5) == {"a": 0, "c": 0, "d": 1, "e": 2}  # 2 of class 0's 3, at least 1 each
+    assert confident_labels(posteriors, 1.0) == {"a": 0, "b": 0, "c": 0, "d": 1, "e": 2}
+    assert confident_labels(posteriors, 0.1) == {"a": 0, "d": 1, "e": 2}
+
+
+def test_adapt_self_trains_on_unlabelled_recordings_into_a_bundle(fsdd_folds, tmp_path, capsys):
+    out, _, _ = fsdd_folds
+    digits = ("1", "4", "9")
+    write_manifest(tmp_path / "train.jsonl", [e for e in read_manifest(out / "george" / "train.jsonl")
+                                              if e["label"] in digits and e["index"] in (5, 6, 7, 8)])
+    write_manifest(tmp_path / "dev.jsonl", [e for e in read_manifest(out / "george" / "dev.jsonl")
+                                            if e["label"] in digits and e["index"] == 0])
+    new_speaker = [e for e in read_manifest(out / "george" / "test.jsonl") if e["label"] in digits and e["index"] < 4]
+    # no labels in the adaptation manifest: adapt must not need them
+    write_manifest(tmp_path / "unlabelled.jsonl", [{k: v for k, v in e.items() if k not in ("label", "text")}
+                                                   for e in new_speaker])
+    source = train(tiny_config(tmp_path, tmp_path / "exp", "adapt.rounds=2", "adapt.epochs=2")).bundle
+    adapted = tmp_path / "adapted.pt"
+    assert main(["adapt", str(source), str(tmp_path / "unlabelled.jsonl"), "-o", str(adapted), "--device", "cpu",
+                 "--repeat", "2"]) == 0
+    assert "adapt round 2/2" in capsys.readouterr().err
+    model, classes, config, extra = load_classifier(adapted)
+    assert classes == list(digits) and extra["task"] == "classify" and extra["adapted_from"] == str(source)
+    assert (config.adapt.rounds, config.adapt.epochs, config.adapt.repeat) == (2, 2, 2)  # bundle's, then the flag
+    counts = [r["pseudo_labels"] for r in extra["adapt_rounds"]]
+    assert counts[-1] == len(new_speaker) and 1 <= counts[0] < counts[-1]
+    before = torch.load(source, weights_only=True)["state_dict"]
+    after = torch.load(adapted, weights_only=True)["state_dict"]
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    assert main(["eval", str(adapted), str(tmp_path / "dev.jsonl"), "--out", str(tmp_path / "eval")]) == 0
+    (tmp_path / "empty.jsonl").write_text("")
+    assert main(["adapt", str(source), str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "no utterances to adapt to" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
 def test_eval_refuses_a_bundle_that_is_not_a_classifier(tmp_path, capsys):

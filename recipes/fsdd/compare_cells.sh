@@ -3,18 +3,21 @@
 # default GRU model's parameter count (at most that, within 1 %), every speaker-disjoint fold trained and scored by
 # run.sh (tags cell_<name>); the comparison table goes to exp/cells.md (and into RESULTS.md by hand).
 #
-# Usage: recipes/fsdd/compare_cells.sh [--cells "gru lstm elman jordan indrnn"] [--conf conf/X.yaml] [key=value ...]
+# Usage: recipes/fsdd/compare_cells.sh [--cells "gru lstm elman jordan indrnn"] [--conf conf/X.yaml] [--tts true|false]
+#                                      [key=value ...]
+# --tts is run.sh's (default false here: the tables in RESULTS.md train on FSDD alone).
 set -euo pipefail
 cd "$(dirname "$0")"
 cells="gru lstm elman jordan indrnn"
-conf=conf/default.yaml
+conf=conf/gru.yaml
+tts=false
 . ../../tools/parse_options.sh "$@"
 . ../../tools/activate.sh
 folders=()
 for cell in $cells; do
   read -r hidden params reference < <(python ../../tools/match_hidden.py "$conf" "$cell" --classify)
   echo "[cells] $cell: hidden $hidden, $params parameters (reference $reference)" >&2
-  ./run.sh --conf "$conf" --tag "cell_$cell" model.rnn.cell="$cell" model.rnn.hidden_size="$hidden" "${overrides[@]}"
+  ./run.sh --conf "$conf" --tag "cell_$cell" --tts "$tts" --stop-stage 2 model.rnn.cell="$cell" model.rnn.hidden_size="$hidden" "${overrides[@]}"
   folders+=("exp/cell_$cell")
 done
 python - "${folders[@]}" <<'PY' | tee exp/cells.md

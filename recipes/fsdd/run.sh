@@ -4,16 +4,25 @@
 # the model trains on the other three and is selected on a dev slice of *their* recordings (indices 0-4).
 #
 # Stages (each is skipped when its output already exists):
-#   0  data     fold manifests exp/data/<test speaker>/{train,dev,test}.jsonl from the FSDD recordings (read in place)
+#   0  data     fold manifests exp/data/<test speaker>/{train,dev,test,test_a,test_b}.jsonl from the FSDD recordings
+#               (read in place); with --tts true also synthetic digits from the installed text-to-speech voices
+#               (data_prep/tts_digits.py -> exp/tts) and exp/data/<fold>/train_tts.jsonl = train + those
 #   1  train    one model per fold -> exp/TAG/<fold>/model.pt; a killed run continues from its last.pt
 #   2  eval     each fold's model on its test speaker -> exp/TAG/<fold>/eval/test.summary.json
-#   3  summary  per-fold and mean test accuracy -> exp/TAG/results.txt
+#   3  adapt    unsupervised speaker adaptation (`speechrnn.classify adapt`, self-training): the model adapts to
+#               the test speaker's recordings with index 0-24 (test_a, labels unread) and is scored on 25-49
+#               (test_b), then the other way round; every recording is scored by a model that never heard it
+#               -> exp/TAG/<fold>/eval/adapted_on_{a,b}.summary.json
+#   4  summary  per-fold and mean test accuracy, plain and adapted -> exp/TAG/results.txt
 #
 # Usage: recipes/fsdd/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--folds "a b"]
-#                            [--fsdd DIR] [key=value ...]
+#                            [--tts true|false] [--fsdd DIR] [key=value ...]
 # key=value arguments override the training config, e.g. model.rnn.cell=lstm model.pooling=attention
-# train.max_epochs=2 (use a new --tag for each variant: finished stages are skipped).
+# train.max_epochs=2 adapt.rounds=2 (use a new --tag for each variant: finished stages are skipped).
 # --folds picks some folds (names = test speakers, default: all in exp/data/folds.txt).
+# --tts true (default) adds about 7,000 synthetic clips (725 voices of espeak-ng, flite and festival) to each
+# fold's training set; it needs Debian's espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
+# festvox-us-slt-hts (installed here when missing and run as root). --tts false trains on FSDD alone.
 set -euo pipefail
 cd "$(dirname "$0")"
 stage=0
@@ -21,6 +30,7 @@ stop_stage=3
 conf=conf/default.yaml
 tag=
 folds=
+tts=true
 fsdd=../../../shared/data/fsdd
 . ../../tools/parse_options.sh "$@"
 tag=${tag:-$(basename "$conf" .yaml)}
@@ -30,15 +40,37 @@ started=$(date +%s)
 log() { echo "[fsdd $(date +%H:%M:%S) +$(( $(date +%s) - started ))s] $*" >&2; }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if [ -f exp/data/folds.txt ]; then
+  if [ -f exp/data/folds.txt ] && [ -f exp/data/"$(head -n1 exp/data/folds.txt)"/test_a.jsonl ]; then
     log "stage 0: fold manifests exist, skipped"
   else
     log "stage 0: fold manifests from $fsdd"
     python ../../data_prep/fsdd.py --src "$fsdd" --out exp/data
   fi
+  if [ "$tts" = true ] && [ ! -f exp/tts/tts.jsonl ]; then
+    engines="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
+    if ! command -v espeak-ng >/dev/null || ! command -v flite >/dev/null || ! command -v text2wave >/dev/null; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "stage 0: installing the text-to-speech engines ($engines)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $engines >/dev/null
+      else
+        echo "error: --tts true needs the Debian packages: sudo apt-get install $engines (or run with --tts false)" >&2
+        exit 1
+      fi
+    fi
+    log "stage 0: synthetic digits from the installed voices -> exp/tts (about 2 minutes)"
+    python ../../data_prep/tts_digits.py --out exp/tts
+  fi
 fi
 if [ -z "$folds" ]; then
   folds=$(cat exp/data/folds.txt)
+fi
+train_set=train
+if [ "$tts" = true ]; then
+  train_set=train_tts
+  for fold in $folds; do  # the fold's recordings + the synthetic ones (paths relative to the manifest)
+    { cat "exp/data/$fold/train.jsonl"; sed 's#"audio_filepath": "wav/#"audio_filepath": "../../tts/wav/#' exp/tts/tts.jsonl; } \
+      > "exp/data/$fold/train_tts.jsonl"
+  done
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -48,8 +80,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
       log "stage 1: $exp/$fold/model.pt exists, skipped"
       continue
     fi
-    log "stage 1: fold $fold (test speaker $fold held out), training into $exp/$fold"
-    python -m speechrnn.classify train "$conf" data.train_manifest="exp/data/$fold/train.jsonl" \
+    log "stage 1: fold $fold (test speaker $fold held out), training on exp/data/$fold/$train_set.jsonl into $exp/$fold"
+    python -m speechrnn.classify train "$conf" data.train_manifest="exp/data/$fold/$train_set.jsonl" \
       data.dev_manifest="exp/data/$fold/dev.jsonl" data.test_manifest=null train.exp_dir="$exp/$fold" \
       "${overrides[@]}" --resume
   done
@@ -68,26 +100,54 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "stage 3: summary"
+  for fold in $folds; do
+    for half in a b; do
+      other=$([ "$half" = a ] && echo b || echo a)
+      if [ -f "$exp/$fold/eval/adapted_on_$half.summary.json" ]; then
+        log "stage 3: fold $fold adapted on test_$half already scored, skipped"
+        continue
+      fi
+      log "stage 3: fold $fold: adapting to test_$half (labels unread), scoring test_$other"
+      python -m speechrnn.classify adapt "$exp/$fold/model.pt" "exp/data/$fold/test_$half.jsonl" \
+        -o "$exp/$fold/adapted_on_$half.pt" --train-manifest "exp/data/$fold/train.jsonl"
+      python -m speechrnn.classify eval "$exp/$fold/adapted_on_$half.pt" "exp/data/$fold/test_$other.jsonl" \
+        --out "$exp/$fold/eval" --name "adapted_on_$half"
+    done
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: summary"
   python - "$exp" $folds <<'PY' | tee "$exp/results.txt"
 import json, sys
 from pathlib import Path
 from speechrnn.bundle import load_bundle
 exp, folds = Path(sys.argv[1]), sys.argv[2:]
+def summary(fold, name):
+    path = exp / fold / "eval" / f"{name}.summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
 rows = []
 for fold in folds:
     bundle = load_bundle(exp / fold / "model.pt")
-    rows.append((fold, json.loads((exp / fold / "eval" / "test.summary.json").read_text()), bundle["extra"]))
+    halves = [summary(fold, f"adapted_on_{half}") for half in "ab"]
+    adapted = (sum(h["correct"] for h in halves), sum(h["utterances"] for h in halves)) if all(halves) else None
+    rows.append((fold, summary(fold, "test"), adapted, bundle["extra"]))
 model = bundle["config"]["model"]
 rnn = model["rnn"]
 print(f"{exp.name}: {rnn['cell']} {rnn['num_layers']} x {'bi' if rnn['bidirectional'] else 'uni'}directional "
-      f"{rnn['hidden_size']}, {model['pooling']} pooling; FSDD speaker-disjoint (train 3 speakers, test the 4th)")
-print(f"{'test speaker':<14}{'accuracy':>9}{'correct':>10}{'dev acc':>9}{'epoch':>7}{'train s':>9}")
-for fold, s, extra in rows:
-    print(f"{fold:<14}{100 * s['accuracy']:>8.2f}%{s['correct']:>6}/{s['utterances']:<3}"
+      f"{rnn['hidden_size']}, {model['pooling']} pooling, trained on {Path(bundle['config']['data']['train_manifest']).name}; "
+      "FSDD speaker-disjoint (train 3 speakers, test the 4th)")
+print(f"{'test speaker':<14}{'accuracy':>9}{'correct':>10}{'adapted':>9}{'correct':>10}{'dev acc':>9}{'epoch':>7}"
+      f"{'train s':>9}")
+for fold, s, adapted, extra in rows:
+    adapted_text = f"{100 * adapted[0] / adapted[1]:>8.2f}%{adapted[0]:>6}/{adapted[1]:<3}" if adapted else f"{'-':>19}"
+    print(f"{fold:<14}{100 * s['accuracy']:>8.2f}%{s['correct']:>6}/{s['utterances']:<3}{adapted_text}"
           f"{100 * extra['dev_accuracy']:>8.1f}%{extra['epoch']:>7}{extra['train_seconds']:>9.0f}")
-mean = sum(s["accuracy"] for _, s, _ in rows) / len(rows)
-print(f"{'mean':<14}{100 * mean:>8.2f}%  over {len(rows)} fold(s)")
+mean = sum(s["accuracy"] for _, s, _, _ in rows) / len(rows)
+line = f"{'mean':<14}{100 * mean:>8.2f}%{'':10}"
+if all(adapted for _, _, adapted, _ in rows):
+    line += f"{100 * sum(a / n for _, _, (a, n), _ in rows) / len(rows):>8.2f}%"
+print(line + f"  over {len(rows)} fold(s); adapted = unsupervised adaptation to the other half of the test speaker")
 PY
-  log "done: per-utterance results in $exp/<fold>/eval/test.per_utt.jsonl"
+  log "done: per-utterance results in $exp/<fold>/eval/*.per_utt.jsonl"
 fi
