@@ -8,8 +8,8 @@ installed, at a few pitches and rates, resampled to --rate, trimmed to the word 
     OUT/wav/{digit}_{voice}_{k}.wav      16-bit mono at --rate
     OUT/tts.jsonl                        FSDD-style manifest lines (speaker = the voice, label = the digit)
 
-Engines come from Debian: `apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k`; missing
-ones are skipped with a warning, none at all is an error. The output depends only on the installed engines and
+Engines come from Debian: `apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
+festvox-us-slt-hts`; missing ones are skipped with a warning, none at all is an error. The output depends only on the installed engines and
 --seed.
 """
 
@@ -30,6 +30,7 @@ except ImportError:
 import librosa
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
 from speechrnn.data import write_manifest
 
@@ -100,7 +101,7 @@ def synthesize(out: Path, rate: int = 8000, per_voice: int = 1, seed: int = 0, e
     entries = []
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        for name, engine, voice, pitch, speed in speakers:
+        for name, engine, voice, pitch, speed in tqdm(speakers, desc="voices", unit="voice", disable=None):
             for digit, word in enumerate(WORDS):
                 cmd = engine(word, raw, voice, pitch, speed)
                 done = subprocess.run(cmd, input=word if engine is festival else None, capture_output=True, text=True)

@@ -501,16 +501,18 @@ def confident_labels(posteriors: dict[str, torch.Tensor], share: float) -> dict[
 
 
 def adapt(bundle: str | Path, manifest: str | Path, out: str | Path, train_manifest: str | Path | None = None,
-          overrides: dict | None = None, device: str = "auto") -> dict:
+          overrides: dict | None = None, device: str = "auto", threads: int = 0) -> dict:
     """Unsupervised adaptation to the recordings of `manifest` (a new speaker, say), whose labels are not read.
 
     Self-training: in each round the current model labels those recordings, and a copy of the source model is
     fine-tuned on the labelled training set plus the most confident share of them under their predicted labels; the
     share grows each round until all are used. Writes the adapted bundle to `out`; returns a summary of the rounds.
     Score it only on *other* recordings of that speaker: these ones it has now heard. The settings are the bundle's
-    `adapt` config with `overrides` ({key: value}) on top."""
+    `adapt` config with `overrides` ({key: value}) on top; CPU threads `threads`, else the bundle's train.threads."""
     device = select_device(device)
     source, classes, config, extra = load_classifier(bundle, device)
+    if threads or config.train.threads:
+        torch.set_num_threads(threads or config.train.threads)
     config.adapt = replace(config.adapt, **(overrides or {}))
     settings = config.adapt
     config.data.num_workers = 0
@@ -602,7 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{key}", type=type(value), help=f"{ADAPT_HELP[key]} (default: the bundle's adapt.{key}, "
                                                           f"{value} unless set in training)")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the bundle's train.threads, else "
+                                                          "torch's choice)")
     return parser
 
 
@@ -623,10 +626,8 @@ def main(argv: list[str] | None = None) -> int:
                 print_summary(evaluate_manifest(result.bundle, config.data.test_manifest,
                                                 Path(config.train.exp_dir) / "eval", "test", config.train.device))
         elif args.command == "adapt":
-            if args.threads:
-                torch.set_num_threads(args.threads)
             overrides = {key: getattr(args, key) for key in ADAPT_HELP if getattr(args, key) is not None}
-            adapt(args.bundle, args.manifest, args.out, args.train_manifest, overrides, args.device)
+            adapt(args.bundle, args.manifest, args.out, args.train_manifest, overrides, args.device, args.threads)
             print(f"adapted bundle written to {args.out}")
         else:
             if args.threads:

@@ -1,10 +1,15 @@
 """Sequence classification (speechrnn.classify) and the FSDD fold manifests (data_prep/fsdd.py): masked pooling
 gives a padded batch what each utterance alone gets, attention weights live on valid frames only, the folds are
 speaker-disjoint and reproducible, and a few real clips train with a falling loss into a bundle that scores the same
-(and a killed run resumes to the same model)."""
+(and a killed run resumes to the same model); adaptation to a new speaker (`adapt`) self-trains on recordings without
+labels into a bundle, and the recipe runs its stages end to end on one fold."""
 
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -295,3 +300,28 @@ def test_init_from_a_recognizer_bundle_copies_its_front_end_and_encoder(tmp_path
     for name, value in recognizer.state_dict().items():
         if not name.startswith("head."):
             torch.testing.assert_close(classifier.state_dict()[name], value)
+
+
+@pytest.mark.slow
+def test_fsdd_recipe_trains_scores_adapts_and_summarises_one_fold(shared_data):
+    """recipes/fsdd/run.sh stages 0-4 on one fold, tiny (one epoch, one adaptation round, FSDD alone), run as a user
+    runs it under its own tag (removed afterwards): the summary has the plain and the adapted accuracy."""
+    recipe = REPO / "recipes" / "fsdd"
+    tag = f"pytest-{os.getpid()}"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    try:
+        run = subprocess.run([str(recipe / "run.sh"), "--tag", tag, "--folds", "nicolas", "--tts", "false",
+                              "--fsdd", str(shared_data / "fsdd"), "train.max_epochs=1", "model.rnn.hidden_size=32",
+                              "adapt.rounds=1", "adapt.epochs=1", "train.threads=1"],
+                             env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        fold = recipe / "exp" / tag / "nicolas"
+        plain = json.loads((fold / "eval" / "test.summary.json").read_text())
+        halves = [json.loads((fold / "eval" / f"adapted_on_{h}.summary.json").read_text()) for h in "ab"]
+        results = (recipe / "exp" / tag / "results.txt").read_text()
+    finally:
+        shutil.rmtree(recipe / "exp" / tag, ignore_errors=True)
+    assert plain["utterances"] == 500 and [h["utterances"] for h in halves] == [250, 250]
+    adapted = sum(h["correct"] for h in halves) / 500
+    assert f"{100 * plain['accuracy']:.2f}%" in results and f"{100 * adapted:.2f}%" in results, results
+    assert "nicolas" in results and "adapted" in results

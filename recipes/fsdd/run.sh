@@ -26,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 stage=0
-stop_stage=3
+stop_stage=4
 conf=conf/default.yaml
 tag=
 folds=
@@ -48,12 +48,18 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   fi
   if [ "$tts" = true ] && [ ! -f exp/tts/tts.jsonl ]; then
     engines="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
-    if ! command -v espeak-ng >/dev/null || ! command -v flite >/dev/null || ! command -v text2wave >/dev/null; then
+    if command -v dpkg >/dev/null; then  # Debian/Ubuntu: the voices are packages of their own
+      missing=$(for package in $engines; do dpkg -s "$package" >/dev/null 2>&1 || echo "$package"; done)
+    else
+      missing=$(for program in espeak-ng flite text2wave; do command -v "$program" >/dev/null || echo "$program"; done)
+    fi
+    if [ -n "$missing" ]; then
       if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        log "stage 0: installing the text-to-speech engines ($engines)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $engines >/dev/null
+        log "stage 0: installing the text-to-speech engines and voices:" $missing
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
       else
-        echo "error: --tts true needs the Debian packages: sudo apt-get install $engines (or run with --tts false)" >&2
+        echo "error: --tts true needs the text-to-speech packages $engines; missing:" $missing \
+          "(sudo apt-get install them, or run with --tts false)" >&2
         exit 1
       fi
     fi
@@ -67,6 +73,10 @@ fi
 train_set=train
 if [ "$tts" = true ]; then
   train_set=train_tts
+  if [ ! -f exp/tts/tts.jsonl ]; then
+    echo "error: exp/tts/tts.jsonl is missing; run stage 0 with --tts true first (or use --tts false)" >&2
+    exit 1
+  fi
   for fold in $folds; do  # the fold's recordings + the synthetic ones (paths relative to the manifest)
     { cat "exp/data/$fold/train.jsonl"; sed 's#"audio_filepath": "wav/#"audio_filepath": "../../tts/wav/#' exp/tts/tts.jsonl; } \
       > "exp/data/$fold/train_tts.jsonl"
