@@ -536,7 +536,7 @@ def adapt(bundle: str | Path, manifest: str | Path, out: str | Path, train_manif
         steps = len(loader.batch_sampler) * settings.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(0, steps, config.optim.final_lr_ratio))
         scaler = torch.amp.GradScaler("cuda", enabled=False)
-        for epoch in range(1, settings.epochs + 1):
+        for epoch in range(1, settings.epochs + 1):  # numbered past specaugment.start_epoch: SpecAugment on
             train_epoch(student, loader, optimizer, scheduler, scaler, tuned, config.specaugment.start_epoch + epoch,
                         device, desc=f"adapt round {round_}/{settings.rounds} epoch {epoch}/{settings.epochs}")
         model = student.eval()
