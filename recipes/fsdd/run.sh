@@ -23,6 +23,8 @@
 # --tts true (default) adds about 7,000 synthetic clips (725 voices of espeak-ng, flite and festival) to each
 # fold's training set; it needs Debian's espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
 # festvox-us-slt-hts (installed here when missing and run as root). --tts false trains on FSDD alone.
+# Folds run one after another (about 7 minutes each on one core with --tts true); on 2 cores, run stage 0 alone
+# (--stop-stage 0), then two --folds lists side by side: 17 minutes in all (RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 stage=0
