@@ -8,9 +8,8 @@ installed, at a few pitches and rates, resampled to --rate, trimmed to the word 
     OUT/wav/{digit}_{voice}_{k}.wav      16-bit mono at --rate
     OUT/tts.jsonl                        FSDD-style manifest lines (speaker = the voice, label = the digit)
 
-Engines come from Debian: `apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
-festvox-us-slt-hts`; missing ones are skipped with a warning, none at all is an error. The output depends only on the installed engines and
---seed.
+Engines come from Debian packages (the list ends --help); missing ones are skipped with a warning, none
+at all is an error. The output depends only on the installed engines and --seed.
 """
 
 import argparse
@@ -39,6 +38,7 @@ ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbc
 ESPEAK_SKIP = {"whisper", "whisperf"}  # unvoiced: no FSDD speaker whispers
 FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
 FESTIVAL_VOICES = ["voice_kal_diphone", "voice_ked_diphone", "voice_cmu_us_slt_arctic_hts"]
+PACKAGES = "espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"  # Debian's
 
 
 def espeak_variants() -> list[str]:
@@ -95,8 +95,7 @@ def synthesize(out: Path, rate: int = 8000, per_voice: int = 1, seed: int = 0, e
     if max_voices:
         speakers = speakers[:max_voices]
     if not speakers:
-        raise SystemExit(f"error: none of {', '.join(engines)} is installed; apt-get install espeak-ng flite festival "
-                         "festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
+        raise SystemExit(f"error: none of {', '.join(engines)} is installed; apt-get install {PACKAGES}")
     (out / "wav").mkdir(parents=True, exist_ok=True)
     entries = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,10 +124,11 @@ def synthesize(out: Path, rate: int = 8000, per_voice: int = 1, seed: int = 0, e
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=f"engines and voices: apt-get install {PACKAGES}")
     parser.add_argument("--out", type=Path, required=True, help="folder for wav/ and tts.jsonl")
     parser.add_argument("--rate", type=int, default=8000, help="sample rate of the clips (FSDD: 8000)")
-    parser.add_argument("--per-voice", type=int, default=1, help="draws of pitch and rate per espeak voice (1)")
+    parser.add_argument("--per-voice", type=int, default=1, help="draws of pitch and rate per espeak-ng voice; 4x that for flite and festival (1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pitch and rate draws (0)")
     parser.add_argument("--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES),
                         help="engines to use (default: all three)")
