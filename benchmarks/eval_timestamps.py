@@ -11,15 +11,23 @@ misses where the reference lies outside the words (it starts earlier / ends late
 them by at least --gap seconds of silence (energy --top-db under the peak): a click or a breath that the
 reference counts as speech.
 
-Run:  python benchmarks/eval_timestamps.py --bundle recipes/an4/exp/default/model.pt \
-          --manifest recipes/an4/exp/data/test.jsonl [--greedy] [--plot-worst 8 worst.png]
+`--veto silero` keeps the energy boundaries but asks an independent speech detector which energy segments are
+speech: a segment (a run of frames above the threshold, or a VAD segment) in which Silero VAD (a pretrained
+neural VAD, `pip install silero-vad`, no padding) finds no speech is not counted, so a breath or a click before
+the first word is not taken for its start. `--end-reach K` sets the frames a right-to-left aligner's word end may
+lie before its separator (speechrnn/align.py; the recognizer's default unless given), for choosing it on dev.
+
+Run:  python benchmarks/eval_timestamps.py --bundle speechrnn/pretrained/an4.pt \
+          --manifest recipes/an4/exp/data/test.jsonl [--reference vad] [--veto silero] [--plot-worst 8 worst.png]
 
 Word times come from the bundle's aligner when it has one (`speechrnn add-aligner`, recipes/an4/aligner.sh).
 --plot-worst draws the utterances that disagree most: energy envelope, the energy boundary, character times.
 """
 
 import argparse
+import functools
 import sys
+import warnings
 
 import librosa
 import numpy as np
@@ -41,25 +49,35 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=0.1, help="silence that cuts a sound off from the words (0.1 s)")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle is tuned")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--veto", choices=["none", "silero"], default="none",
+                        help="silero: energy segments where Silero VAD finds no speech are not counted")
+    parser.add_argument("--end-reach", type=int, help="frames (default: the recognizer's, %(default)s = keep)")
     parser.add_argument("--plot-worst", nargs=2, metavar=("N", "PNG"), help="draw the N worst utterances to PNG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recognizer = Recognizer.load(args.bundle, decoding="greedy" if args.greedy else "tuned")
+    if args.end_reach is not None:
+        recognizer.end_reach = args.end_reach
+    speech_check = silero_speech if args.veto == "silero" else None
     rate = recognizer.config.features.sample_rate
     utts = load_utterances(args.manifest)
     results = recognizer.transcribe([u.path for u in utts], timestamps=True)
-    starts, ends, drawn, skipped = [], [], [], 0
+    starts, ends, drawn, skipped, cut_off = [], [], [], 0, []  # cut_off: still loud in the last 30 ms
     isolated = {"first word start": 0, "last word end": 0}  # misses whose reference is a sound apart from the words
     for utt, result in zip(utts, results):
         if not result.words:
             skipped += 1
             continue
         wav = recognizer.load_input(utt.path).numpy()
-        first, last = energy_boundary(wav, rate, args.reference, args.top_db)
+        segments = energy_segments(wav, rate, args.reference, args.top_db)
+        if speech_check is not None:
+            segments = speech_segments_only(segments, speech_check(wav, rate))
+        first, last = (segments[0][0], segments[-1][1]) if segments else (0, len(wav))
         starts.append(result.words[0].start - first / rate)
         ends.append(result.words[-1].end - last / rate)
         drawn.append((abs(starts[-1]) + abs(ends[-1]), utt.id, wav, (first / rate, last / rate), result))
         quiet = silent_frames(wav, rate, args.top_db)  # (frames,) 10 ms each
+        cut_off.append(not quiet[-3:].any())
         if starts[-1] > args.tolerance:
             isolated["first word start"] += has_gap(quiet[int(first / rate * 100): int(result.words[0].start * 100)],
                                                     args.gap)
@@ -69,6 +87,7 @@ def main() -> int:
     starts, ends = np.array(starts), np.array(ends)
     both = (np.abs(starts) <= args.tolerance) & (np.abs(ends) <= args.tolerance)
     reference = f"{args.top_db:g} dB under the peak" if args.reference == "trim" else "speechrnn.vad segments"
+    reference += ", those with speech by Silero VAD" if speech_check is not None else ""
     print(f"{len(starts)} utterances with words ({skipped} without); energy boundary: {reference}; decoding "
           f"{'greedy' if recognizer.decoder is None else 'tuned beam search'}; word times from "
           f"{'the aligners' if recognizer.aligner is not None else 'the recognizer'}")
@@ -84,6 +103,10 @@ def main() -> int:
         print(f"{name}: {np.sum(np.abs(diff) > args.tolerance)} off by more than {1000 * args.tolerance:.0f} ms, "
               f"{outside.sum()} with the reference outside the words, {isolated[name]} of them a sound cut off "
               f"from the words by >= {1000 * args.gap:.0f} ms under -{args.top_db:g} dB")
+    cut_off = np.array(cut_off)
+    print(f"{cut_off.sum()} recordings are still within {args.top_db:g} dB of their peak in their last 30 ms (cut off "
+          f"mid-sound, or noisy): {np.sum(cut_off & (np.abs(ends) > args.tolerance))} of the last word ends off by "
+          f"more than {1000 * args.tolerance:.0f} ms")
     if args.plot_worst:
         count, png = int(args.plot_worst[0]), args.plot_worst[1]
         plot_worst(sorted(drawn, key=lambda row: -row[0])[:count], rate,
@@ -107,17 +130,44 @@ def has_gap(quiet: np.ndarray, gap: float) -> bool:
     return longest >= round(gap * 100)
 
 
-def energy_boundary(wav: np.ndarray, rate: int, reference: str, top_db: float) -> tuple[int, int]:
-    """(first, last) sample of the speech in `wav` by the chosen energy reference (the whole file when none)."""
+def energy_segments(wav: np.ndarray, rate: int, reference: str, top_db: float) -> list[tuple[int, int]]:
+    """(start, end) samples of the sounds in `wav` by the chosen energy reference. trim: the runs of 10 ms frames
+    (25 ms long) within `top_db` of the peak, so the first starts and the last ends where librosa.effects.trim
+    cuts; vad: speechrnn.vad's segments."""
     if reference == "trim":
-        _, (first, last) = librosa.effects.trim(wav, top_db=top_db, frame_length=int(0.025 * rate),
-                                                hop_length=int(0.01 * rate))
-        return first, last
+        hop = int(0.01 * rate)
+        loud = ~silent_frames(wav, rate, top_db)  # (frames,)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))  # run starts, ends
+        return [(int(a) * hop, min(int(b) * hop, len(wav))) for a, b in zip(edges[::2], edges[1::2])]
     vad = EnergyVAD()
     segments = speech_segments(vad.speech_probability(wav, rate), vad.frame_shift, pad=0.0)
-    if not segments:
-        return 0, len(wav)
-    return int(segments[0][0] * rate), int(segments[-1][1] * rate)
+    return [(int(a * rate), int(b * rate)) for a, b in segments]
+
+
+def speech_segments_only(segments: list[tuple[int, int]], speech: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The `segments` that overlap any of the `speech` spans (both (start, end) samples)."""
+    return [(a, b) for a, b in segments if any(a < end and b > start for start, end in speech)]
+
+
+@functools.cache
+def silero_model():
+    try:
+        import silero_vad
+    except ImportError:
+        sys.exit("--veto silero needs Silero VAD: pip install silero-vad (or pip install -e .[eval])")
+    with warnings.catch_warnings():  # its loader's deprecation notices (importlib.resources.path, torch.jit.load)
+        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
+        return silero_vad.load_silero_vad(), silero_vad.get_speech_timestamps
+
+
+def silero_speech(wav: np.ndarray, rate: int) -> list[tuple[int, int]]:
+    """(start, end) samples of the speech Silero VAD finds in `wav` (its default thresholds, no padding)."""
+    model, speech_timestamps = silero_model()
+    at = rate if rate in (8000, 16000) else 16000  # the rates Silero takes
+    audio = wav if at == rate else librosa.resample(wav, orig_sr=rate, target_sr=at)
+    found = speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), model,
+                              sampling_rate=at, speech_pad_ms=0)
+    return [(round(span["start"] * rate / at), round(span["end"] * rate / at)) for span in found]
 
 
 def plot_worst(rows: list, rate: int, top_db: float, png: str) -> None:

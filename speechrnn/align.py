@@ -7,6 +7,12 @@ covers input time [i * frame_shift, (i + 1) * frame_shift), where the shift incl
 
 Confidence of a character: its mean posterior probability over the frames aligned to it. Confidence of a word:
 the lowest of its characters' (one unsure letter makes the word unsure), in [0, 1].
+
+`end_reach` (frames) is for a right-to-left aligner trained with a word separator at each end of its transcripts
+(recognizer.py): reading backwards, it puts a word's last character on that letter's onset, blanks over its fading
+tail, and the separator after the word on the frame where it first has the word in reach (lookahead). So a word
+ends no earlier than `end_reach` frames before the separator aligned after it; 3 frames was chosen on AN4 dev
+(benchmarks/eval_timestamps.py --end-reach).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -45,10 +51,11 @@ def frame_shift(model, config) -> float:
 
 
 def align(log_probs: torch.Tensor, tokens: list[int], tokenizer: Tokenizer, shift: float,
-          scores: torch.Tensor | None = None) -> Alignment:
+          scores: torch.Tensor | None = None, end_reach: int = 0) -> Alignment:
     """log_probs (T, V) of one utterance (valid frames only), tokens the hypothesis' ids (blanks dropped, repeats
     merged, spaces kept). Returns the text with per-word and per-character times and confidences. `scores` (T, V):
-    what the path is chosen on when it is not log_probs (CTCModel.alignment_scores of a model with a prior)."""
+    what the path is chosen on when it is not log_probs (CTCModel.alignment_scores of a model with a prior).
+    `end_reach`: frames before the separator that follows a word where it ends at the earliest (module doc)."""
     text = tokenizer.decode(tokens)
     tokens = [t for t in tokens if t != 0]
     if not tokens or log_probs.shape[0] == 0:
@@ -65,11 +72,13 @@ def align(log_probs: torch.Tensor, tokens: list[int], tokenizer: Tokenizer, shif
         chars.append(Span(tokenizer.symbols[span.token], span.start * shift, span.end * shift,
                           float(probs[span.start:span.end, span.token].mean())))
     word: list[Span] = []
-    for char in chars + [Span(" ", 0.0, 0.0, 1.0)]:  # a final space closes the last word
-        if char.text == " ":
+    for char in chars + [None]:  # None closes the last word
+        if char is None or char.text == " ":
             if word:
-                words.append(Span("".join(c.text for c in word), word[0].start, word[-1].end,
-                                  min(c.confidence for c in word)))
+                end = word[-1].end
+                if char is not None and end_reach:  # a separator aligned after the word
+                    end = max(end, char.start - end_reach * shift)
+                words.append(Span("".join(c.text for c in word), word[0].start, end, min(c.confidence for c in word)))
             word = []
         else:
             word.append(char)

@@ -12,7 +12,8 @@ batches of similar length. Word times are seconds for audio and resampled-point 
 Word times come from the CTC forced alignment of the chosen text. A bundle may carry *aligners* (`speechrnn
 add-aligner`, recipes/an4/aligner.sh): unidirectional models whose alignments follow the audio, where a
 bidirectional recognizer puts the first character at frame 0 (it has heard the whole utterance). Then word starts
-come from the left-to-right aligner, ends from the right-to-left one, and confidences from the recognizer.
+come from the left-to-right aligner, ends from the right-to-left one (at least `recognizer.end_reach` frames
+before the separator it aligns after the word, speechrnn/align.py), and confidences from the recognizer.
 
 Audio longer than `recognizer.split_over` seconds (30) is not decoded whole: it is read in blocks, cut at pauses
 by a voice-activity detector (`recognizer.vad`, energy-based unless set, see speechrnn/vad.py) and transcribed
@@ -41,6 +42,7 @@ from .text import Tokenizer
 # a bundle's aligners: extra[role]["config"] and the weights under state_dict prefix "role."; "aligner" gives word
 # starts (and ends, alone), "aligner_end" word ends
 ALIGNERS = ("aligner", "aligner_end")
+END_REACH = 3  # frames (align.align's end_reach), chosen on AN4 dev: recipes/an4/RESULTS.md "Word times"
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CTCModel, Tokenizer, Config, dict]:
@@ -119,6 +121,7 @@ class Recognizer:
         self.decoder = decoder
         self.aligner = aligner  # a CTCModel whose alignment gives word starts (None: the recognizer's own)
         self.end_aligner = end_aligner or aligner  # ... and word ends
+        self.end_reach = END_REACH  # frames: a right-to-left aligner's word end vs its separator (align.py)
         self.shift = frame_shift(model, config)
         self.max_batch_seconds = max_batch_seconds  # padded input per batch (points / 100 for ink)
         self.split_over = 30.0  # s: longer audio is cut into segments at pauses (transcribe_long)
@@ -223,7 +226,8 @@ class Recognizer:
 
     def _aligned_words(self, aligner: CTCModel, scores: torch.Tensor, tokens: list[int]) -> list[Span]:
         edge = [self.tokenizer.index[" "]] if aligner.edge_silence else []  # the text as the aligner was trained on
-        return align(scores, edge + tokens + edge, self.tokenizer, self.shift).words
+        reach = self.end_reach if aligner.edge_silence and aligner.encoder.rnn.config.reverse else 0
+        return align(scores, edge + tokens + edge, self.tokenizer, self.shift, end_reach=reach).words
 
     def is_long(self, item) -> bool:
         """Audio longer than split_over seconds (a file's length from its header), for transcribe_long."""

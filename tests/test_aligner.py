@@ -169,6 +169,25 @@ def test_edge_silence_puts_the_separator_around_each_target():
     assert edged.tolist() == [[1, 3, 4, 5, 1], [1, 6, 1, 0, 0]] and lens.tolist() == [5, 3]
 
 
+def test_a_word_ends_no_earlier_than_reach_frames_before_the_separator_after_it():
+    """A right-to-left aligner's path: separator, the word's letters on their onsets, blanks over the fading tail,
+    the separator where the word comes in reach. The word ends at its last letter, or `end_reach` frames before
+    that separator, whichever is later; the closing word of a text without a final separator keeps its letter end."""
+    tokenizer = Tokenizer.build(["AB C"], load_config(REPO / "recipes" / "an4" / "conf" / "default.yaml").text)
+    sep, a, b, c = (tokenizer.index[ch] for ch in " ABC")
+    path = [sep, sep, a, b, 0, 0, 0, 0, 0, 0, sep, c, 0, 0, sep, 0]  # frame -> token, 0 = blank
+    log_probs = torch.full((len(path), len(tokenizer)), -20.0)
+    log_probs[torch.arange(len(path)), torch.tensor(path)] = 0.0  # (T, V): that path, nothing else
+    tokens = [sep, a, b, sep, c, sep]
+    ends = {reach: [(w.text, round(w.end / 0.04)) for w in align(log_probs, tokens, tokenizer, 0.04,
+                                                                  end_reach=reach).words] for reach in (0, 3, 9)}
+    assert ends[0] == [("AB", 4), ("C", 12)]  # the last letter's end (frames)
+    assert ends[3] == [("AB", 7), ("C", 12)]  # separator at 10, 14: 10 - 3, and max(12, 14 - 3)
+    assert ends[9] == [("AB", 4), ("C", 12)]  # never before the last letter
+    log_probs[14] = log_probs[15]  # no final separator: the closing word keeps its last letter's end
+    assert align(log_probs, tokens[:-1], tokenizer, 0.04, end_reach=3).words[-1].end == pytest.approx(12 * 0.04)
+
+
 def aligned_words(aligner_path: Path, wav: Path, text: str) -> list:
     """The words of `text` as the aligner bundle alone aligns them (plain CTC aligners)."""
     aligner = Recognizer.load(aligner_path, decoding="greedy")
