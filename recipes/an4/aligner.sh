@@ -9,8 +9,9 @@
 #   0  train    conf/aligner.yaml and conf/aligner_end.yaml from --model -> exp/TAG/{start,end}/model.pt; a killed
 #               run resumes
 #   1  attach   speechrnn add-aligner: --model with both aligners inside -> exp/TAG/recognizer.pt
-#   2  check    word times of --model and of exp/TAG/recognizer.pt against two energy boundaries on the test set
-#               (benchmarks/eval_timestamps.py --reference trim|vad) -> exp/TAG/timestamps.txt
+#   2  check    word times of --model and of exp/TAG/recognizer.pt against two energy boundaries on the test set,
+#               with and without the Silero speech check (benchmarks/eval_timestamps.py --reference trim|vad
+#               --veto none|silero) -> exp/TAG/timestamps.txt
 #
 # Usage: recipes/an4/aligner.sh [--stage N] [--stop-stage M] [--model PATH] [--tag NAME] [key=value ...]
 # Needs the recognizer first (default exp/long/model.pt: ./run.sh --conf conf/long.yaml). key=value arguments
@@ -53,10 +54,12 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: word times against energy boundaries, test set"
   for reference in trim vad; do
-    for bundle in "$model" "$exp/recognizer.pt"; do
-      echo "== $bundle, --reference $reference"
-      python ../../benchmarks/eval_timestamps.py --bundle "$bundle" --manifest exp/data/test.jsonl \
-        --reference "$reference"
+    for veto in none silero; do
+      for bundle in "$model" "$exp/recognizer.pt"; do
+        echo "== $bundle, --reference $reference --veto $veto"
+        python ../../benchmarks/eval_timestamps.py --bundle "$bundle" --manifest exp/data/test.jsonl \
+          --reference "$reference" --veto "$veto"
+      done
     done
   done | tee "$exp/timestamps.txt"
 fi
