@@ -96,6 +96,9 @@ def main() -> int:
         p10, p50, p90 = np.percentile(diff, [10, 50, 90])
         within = np.mean(np.abs(diff) <= args.tolerance)
         print(f"{name:18} {p50:+8.3f} {p10:+8.3f} {p90:+8.3f} {np.abs(diff).mean():9.3f} {100 * within:7.1f}%")
+    for name, diff in (("starts", starts), ("ends", ends)):
+        shares = " / ".join(f"{100 * np.mean(np.abs(diff) <= ms / 1000):.1f}" for ms in (40, 100, 200, 300))
+        print(f"{name} within 40 / 100 / 200 / 300 ms: {shares} %")
     print(f"both within {1000 * args.tolerance:.0f} ms: {100 * both.mean():.1f} % of utterances "
           f"(differences in seconds: model minus energy boundary)")
     for name, diff, outside in (("first word start", starts, starts > args.tolerance),

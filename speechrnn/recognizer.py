@@ -215,8 +215,10 @@ class Recognizer:
                     timed = {aligner: self._aligned_words(aligner, scores[row, : lens[row]], tokens)
                              for aligner, scores in aligned.items()}
                     starts, ends = timed[self.aligner], timed[self.end_aligner]
-                    for word, start, end in zip(words, starts, ends):
-                        word.start, word.end = start.start, max(end.end, start.start + self.shift)
+                    next_starts = [start.start for start in starts[1:]] + [float("inf")]
+                    for word, start, end, next_start in zip(words, starts, ends, next_starts):
+                        # a word ends by the time the next starts, and lasts at least a frame
+                        word.start, word.end = start.start, max(min(end.end, next_start), start.start + self.shift)
                 if self.decoder is not None and self.decoder.config.lexicon:
                     for word, spelled in zip(words, text.split()):  # lexicon words as the lexicon writes them
                         word.text = spelled

@@ -209,11 +209,12 @@ def test_word_starts_from_one_aligner_and_ends_from_another(pair, wav, tmp_path)
     (after,) = Recognizer.load(joined, decoding="greedy").transcribe([wav], timestamps=True)
     starts, ends = (aligned_words(path, wav, after.text) for path in (left_to_right, right_to_left))
     assert len(after.words) == len(starts) == len(ends) >= 2
-    # a word starts where the left-to-right aligner starts it and ends where the right-to-left one ends it
-    # (at least one frame after its start)
+    # a word starts where the left-to-right aligner starts it and ends where the right-to-left one ends it, by
+    # the time the next word starts and at least one frame after its own start
     assert [w.start for w in after.words] == pytest.approx([w.start for w in starts], abs=1e-6)
-    assert [w.end for w in after.words] == pytest.approx([max(e.end, s.start + 0.04) for s, e in zip(starts, ends)],
-                                                         abs=1e-6)
+    next_starts = [s.start for s in starts[1:]] + [float("inf")]
+    assert [w.end for w in after.words] == pytest.approx(
+        [max(min(e.end, n), s.start + 0.04) for s, e, n in zip(starts, ends, next_starts)], abs=1e-6)
 
 
 def test_a_right_to_left_stack_is_the_left_to_right_one_on_reversed_input():
