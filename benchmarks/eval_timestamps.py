@@ -51,7 +51,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--veto", choices=["none", "silero"], default="none",
                         help="silero: energy segments where Silero VAD finds no speech are not counted")
-    parser.add_argument("--end-reach", type=int, help="frames (default: the recognizer's, %(default)s = keep)")
+    parser.add_argument("--end-reach", type=int, metavar="K",
+                        help="frames a right-to-left aligner's word end may lie before the separator after the word "
+                             "(default: the recognizer's, speechrnn.recognizer.END_REACH)")
     parser.add_argument("--plot-worst", nargs=2, metavar=("N", "PNG"), help="draw the N worst utterances to PNG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
