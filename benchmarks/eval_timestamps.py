@@ -71,14 +71,14 @@ def main() -> int:
             skipped += 1
             continue
         wav = recognizer.load_input(utt.path).numpy()
-        segments = energy_segments(wav, rate, args.reference, args.top_db)
+        quiet = silent_frames(wav, rate, args.top_db)  # (frames,) 10 ms each
+        segments = energy_segments(wav, rate, args.reference, quiet)
         if speech_check is not None:
             segments = speech_segments_only(segments, speech_check(wav, rate))
         first, last = (segments[0][0], segments[-1][1]) if segments else (0, len(wav))
         starts.append(result.words[0].start - first / rate)
         ends.append(result.words[-1].end - last / rate)
         drawn.append((abs(starts[-1]) + abs(ends[-1]), utt.id, wav, (first / rate, last / rate), result))
-        quiet = silent_frames(wav, rate, args.top_db)  # (frames,) 10 ms each
         cut_off.append(not quiet[-3:].any())
         if starts[-1] > args.tolerance:
             isolated["first word start"] += has_gap(quiet[int(first / rate * 100): int(result.words[0].start * 100)],
@@ -135,13 +135,13 @@ def has_gap(quiet: np.ndarray, gap: float) -> bool:
     return longest >= round(gap * 100)
 
 
-def energy_segments(wav: np.ndarray, rate: int, reference: str, top_db: float) -> list[tuple[int, int]]:
+def energy_segments(wav: np.ndarray, rate: int, reference: str, quiet: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) samples of the sounds in `wav` by the chosen energy reference. trim: the runs of 10 ms frames
-    (25 ms long) within `top_db` of the peak, so the first starts and the last ends where librosa.effects.trim
-    cuts; vad: speechrnn.vad's segments."""
+    that are not `quiet` (silent_frames: more than --top-db under the peak), so the first starts and the last ends
+    where librosa.effects.trim cuts; vad: speechrnn.vad's segments."""
     if reference == "trim":
         hop = int(0.01 * rate)
-        loud = ~silent_frames(wav, rate, top_db)  # (frames,)
+        loud = ~quiet  # (frames,)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))  # run starts, ends
         return [(int(a) * hop, min(int(b) * hop, len(wav))) for a, b in zip(edges[::2], edges[1::2])]
     vad = EnergyVAD()
