@@ -1,6 +1,6 @@
 """torch.compile against eager, side by side in one run: training steps and inference of a config's model.
 
-Training steps as `train.train_one_epoch` takes them (forward, CTC loss, backward, gradient clipping, AdamW step)
+Training steps as `training.loop.train_one_epoch` takes them (forward, CTC loss, backward, gradient clipping, AdamW step)
 and inference (forward only, eval mode, no_grad), on a few real batches of the config's training set.
 
 Every variant starts from the same weights and takes the same batches (epoch 1 of the config's seed, from the
@@ -10,7 +10,7 @@ with the order rotated every round, so a load on the machine hits them alike. Re
 compile overhead (first pass minus that many steady steps), the median step after it, and the ratios to eager.
 
 Eager against one compiled variant (`--compile`):
-  trainer      what train.compile=true does (`speechrnn.train.compile_model`: the encoder's conv subsampling)
+  trainer      what train.compile=true does (`speechrnn.training.loop.compile_encoder`: the encoder's conv subsampling)
   encoder      `model.encoder.compile()`: dynamo breaks the graph at every nn.LSTM/GRU/RNN, so StackedRNN.forward
                runs eagerly and only its calls of `reverse_padded` are compiled (per shape, stride and grad mode)
   encoder-rnn  the same with torch._dynamo.config.allow_rnn: the recurrent layers are traced too (one graph)
@@ -46,8 +46,12 @@ from speechrnn.config import load_config  # noqa: E402
 from speechrnn.data import load_dataset, manifest_texts  # noqa: E402
 from speechrnn.model import build_model  # noqa: E402
 from speechrnn.text import Tokenizer  # noqa: E402
-from speechrnn.train import (build_optimizer, compile_model, init_cmvn, keep_trainable, make_loader,  # noqa: E402
-                             select_device)
+from speechrnn.data import make_loader  # noqa: E402
+from speechrnn.device import select_device  # noqa: E402
+from speechrnn.tasks.ctc import keep_trainable  # noqa: E402
+from speechrnn.training.cmvn import init_cmvn  # noqa: E402
+from speechrnn.training.loop import compile_encoder  # noqa: E402
+from speechrnn.training.optim import build_optimizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 COMPILED = ["trainer", "encoder", "encoder-rnn", "model", "model-rnn"]
@@ -63,7 +67,7 @@ def make_variant(name: str, model: torch.nn.Module, config):
     model = copy.deepcopy(model)
     context = contextlib.nullcontext
     if name == "trainer":
-        compile_model(model)
+        compile_encoder(model)
     elif name != "eager":
         (model.encoder if name.startswith("encoder") else model).compile()
         if name.endswith("-rnn"):
@@ -77,7 +81,7 @@ class Runner:
     def __init__(self, name: str, model, config, device: torch.device):
         self.name = name
         self.model, self.context = make_variant(name, model, config)
-        self.optimizer = build_optimizer(self.model, config)
+        self.optimizer = build_optimizer(self.model, config.optim)
         self.grad_clip = config.optim.grad_clip
         self.device = device
         use_amp = config.train.amp and device.type == "cuda"

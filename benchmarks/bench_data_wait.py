@@ -1,5 +1,5 @@
 """How much of a training step is spent waiting for data: the trainer's own loader (`train.make_loader`) and step
-(`train.train_one_epoch`) on the first steps of an epoch, with the time blocked in the loader's next() (and, for
+(`training.loop.train_one_epoch`) on the first steps of an epoch, with the time blocked in the loader's next() (and, for
 the first batch, in starting its workers) against the whole step, for several `data.num_workers`.
 
 The same batches (epoch 1 of the config's seed) and the same initial weights for every setting; the settings take
@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from speechrnn.config import load_config
-from speechrnn.data import load_dataset, manifest_texts
-from speechrnn.model import build_model
-from speechrnn.text import Tokenizer
-from speechrnn.train import (build_optimizer, init_cmvn, keep_trainable, lr_lambda, make_loader, select_device,
-                             train_one_epoch)
+from speechrnn.data import make_loader
+from speechrnn.device import select_device
+from speechrnn.tasks.ctc import CTCTask
+from speechrnn.training.loop import amp_dtype_for, begin_epoch, train_one_epoch
+from speechrnn.training.optim import build_optimizer, build_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,37 +61,29 @@ class TimedLoader:
 
 
 def setup(config):
-    """What train_process sets up before its first epoch (single process), minus checkpoints and logging."""
+    """What training.loop.fit sets up before its first epoch (single process), minus checkpoints and logging."""
     device = select_device(config.train.device)
     torch.manual_seed(config.train.seed)
-    tokenizer = Tokenizer.build(manifest_texts(config.data.train_manifest), config.text)
-    model = build_model(len(tokenizer), config, training=True).to(device)
-    manifest = config.data.train_manifest
-    train_set = keep_trainable(load_dataset(config, manifest, tokenizer, training=True), tokenizer, model, manifest)
-    init_cmvn(model.frontend, config, train_set, device)
-    return device, model, train_set
+    task = CTCTask(config)
+    task.setup(None, device, main=True)
+    task.initialize(device, main=True)
+    return device, task
 
 
-def run(config, device, model, train_set, workers: int, steps: int) -> TimedLoader:
-    model = copy.deepcopy(model)  # the same initial weights for every setting
+def run(config, device, task: CTCTask, workers: int, steps: int) -> TimedLoader:
+    task = copy.copy(task)
+    task.model = model = copy.deepcopy(task.model)  # the same initial weights for every setting
     config = copy.deepcopy(config)
     config.data.num_workers = workers
-    loader = make_loader(train_set, config, True, config.train.seed)
-    loader.batch_sampler.set_epoch(1)
-    train_set.epoch = 1
-    optimizer = build_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(config.optim.warmup_steps, len(loader.batch_sampler) * config.train.max_epochs,
-                             config.optim.final_lr_ratio))
-    use_amp = config.train.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    if model.specaugment is not None:
-        model.specaugment.enabled = 1 >= config.specaugment.start_epoch
-    model.train()
+    loader = make_loader(task.train_set, config, True, config.train.seed)
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, config.optim, len(loader.batch_sampler) * config.train.max_epochs)
+    amp_dtype = amp_dtype_for(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    begin_epoch(task, model, loader, 1)
     timed = TimedLoader(loader, steps)
-    train_one_epoch(model, timed, optimizer, scheduler, scaler, amp_dtype if use_amp else None,
-                    config.optim.grad_clip, device, f"workers {workers}")
+    train_one_epoch(task, model, timed, optimizer, scheduler, scaler, amp_dtype, config.optim.grad_clip, device,
+                    f"workers {workers}")
     if device.type == "cuda":
         torch.cuda.synchronize()
     return timed
@@ -120,16 +112,16 @@ def main() -> int:
     if threads > 0:
         torch.set_num_threads(threads)
     workers = args.workers if args.workers else sorted({0, config.data.num_workers})
-    device, model, train_set = setup(config)
-    print(f"{config_path.name}: {len(train_set)} training samples, max_frames {config.data.max_frames}, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; device {device}, "
+    device, task = setup(config)
+    print(f"{config_path.name}: {len(task.train_set)} training samples, max_frames {config.data.max_frames}, "
+          f"{sum(p.numel() for p in task.model.parameters()) / 1e6:.2f} M parameters; device {device}, "
           f"{torch.get_num_threads()} torch thread(s); config's num_workers {config.data.num_workers}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     results = {w: [] for w in workers}
     for _ in range(args.rounds):
         for w in workers:
-            results[w].append(run(config, device, model, train_set, w, args.steps))
+            results[w].append(run(config, device, task, w, args.steps))
 
     print(f"\n{'num_workers':>11} {'steps':>5} {'step ms':>8} {'wait ms':>8} {'waiting':>8} "
           f"{'first':>7} {'first wait ms':>13} {'all steps':>9}")

@@ -47,10 +47,11 @@ import numpy as np
 import torch
 
 from speechrnn.data import AudioDataset, collate, load_utterances
-from speechrnn.decode import BeamConfig, BeamDecoder, greedy_decode, write_lexicon
+from speechrnn.decode import BeamConfig, BeamDecoder, greedy_decode
+from speechrnn.decoder_files import write_lexicon
 from speechrnn.lm import write_arpa
 from speechrnn.metrics import error_rates
-from speechrnn.recognizer import load_model
+from speechrnn.bundle import load_model
 from speechrnn.text import BLANK, normalize
 
 CHAR_GRID = {"lm_weight": [0.25, 0.5, 0.75, 1.0, 1.5], "sil_score": [-2.0, -1.0, 0.0, 1.0]}

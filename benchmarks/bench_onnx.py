@@ -28,7 +28,7 @@ from speechrnn.bundle import save_bundle
 from speechrnn.config import load_config, to_dict
 from speechrnn.export import OnnxRecognizer, export_onnx
 from speechrnn.model import build_model
-from speechrnn.recognizer import load_model
+from speechrnn.bundle import load_model
 from speechrnn.text import TextConfig, Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]

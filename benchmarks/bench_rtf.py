@@ -31,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from speechrnn.cli import AUDIO_EXTENSIONS, expand_inputs  # noqa: E402
+from speechrnn.cli.transcribe import AUDIO_EXTENSIONS, expand_inputs  # noqa: E402
 from speechrnn.data import collate  # noqa: E402
 from speechrnn.decode import greedy_decode  # noqa: E402
 from speechrnn.recognizer import Recognizer  # noqa: E402

@@ -17,8 +17,9 @@ from collections import Counter
 import torch
 
 from speechrnn.metrics import error_rates
-from speechrnn.recognizer import load_model
-from speechrnn.tune import posteriors, stored_decoder
+from speechrnn.bundle import load_model
+from speechrnn.decode import stored_decoder
+from speechrnn.tune import posteriors
 
 
 def main() -> int:

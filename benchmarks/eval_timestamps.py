@@ -17,7 +17,7 @@ neural VAD, `pip install silero-vad`, no padding) finds no speech is not counted
 the first word is not taken for its start. `--end-reach K` sets the frames a right-to-left aligner's word end may
 lie before its separator (speechrnn/align.py; the recognizer's default unless given), for choosing it on dev.
 
-Run:  python benchmarks/eval_timestamps.py --bundle speechrnn/pretrained/an4.pt \
+Run:  python -m benchmarks.eval_timestamps --bundle speechrnn/pretrained/an4.pt \
           --manifest recipes/an4/exp/data/test.jsonl [--reference vad] [--veto silero] [--plot-worst 8 worst.png]
 
 Word times come from the bundle's aligner when it has one (`speechrnn add-aligner`, recipes/an4/aligner.sh).

@@ -18,26 +18,19 @@ import tarfile
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # running from a checkout without installing: use the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import PrepError, run  # data_prep/common.py (finds speechrnn, so it comes first)
 
 from tqdm import tqdm
 
 from speechrnn.audio import audio_duration
 from speechrnn.data import write_manifest
-from speechrnn.errors import AudioError, UserError
+from speechrnn.errors import AudioError
 
 AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
 AUDIO_SUFFIXES = (".wav", ".sph")
 SPLIT_FILES = {"train": "an4_train", "test": "an4_test"}  # official split -> etc/ file stem
 MARKERS = {"<s>", "</s>", "<sil>"}
 LINE_RE = re.compile(r"^(?P<text>.*?)\s*\((?P<uttid>[^()\s]+)\)\s*$")
-
-
-class PrepError(UserError):
-    """The source tree is not usable AN4 (missing files, malformed lines, unsafe archive, failed download)."""
 
 
 def find_an4_root(src: Path) -> Path:
@@ -206,13 +199,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="hold out every N-th sorted training speaker, starting with the first, "
                              "as dev (default 10 -> 8 of 74 speakers; 0: no dev set)")
     args = parser.parse_args(argv)
-    try:
-        src = args.src if args.src is not None else download(args.download)
-        prepare(src, args.out, args.dev_every)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+
+    def fetch_and_prepare():
+        prepare(args.src if args.src is not None else download(args.download), args.out, args.dev_every)
+    return run(fetch_and_prepare)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # running from a checkout without installing: use the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if str(Path(__file__).resolve().parent) not in sys.path:  # the shared streaming helpers in librispeech.py
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PrepError, run  # data_prep/common.py (finds speechrnn, so it comes first)
 
 from tqdm import tqdm
 
@@ -40,10 +35,6 @@ from speechrnn.errors import UserError
 
 DEFAULT_SPLITS = ("train", "dev", "test")
 NEEDED = ("client_id", "path", "sentence")
-
-
-class PrepError(UserError):
-    """The source is not a usable Common Voice folder, or a split gave nothing usable."""
 
 
 def open_tsv(path: Path):
@@ -174,12 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    try:
-        prepare(args.src, args.out, args.splits, args.jobs)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run(prepare, args.src, args.out, args.splits, args.jobs)
 
 
 if __name__ == "__main__":

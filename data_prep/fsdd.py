@@ -21,21 +21,14 @@ import re
 import sys
 from pathlib import Path
 
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # running from a checkout without installing: use the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import PrepError, run  # data_prep/common.py (finds speechrnn, so it comes first)
 
 from speechrnn.audio import audio_duration
 from speechrnn.data import write_manifest
-from speechrnn.errors import AudioError, UserError
+from speechrnn.errors import AudioError
 
 NAME_RE = re.compile(r"^(?P<digit>[0-9])_(?P<speaker>[A-Za-z0-9-]+)_(?P<index>[0-9]+)$")
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-class PrepError(UserError):
-    """The source folder holds no usable FSDD recordings."""
 
 
 def find_recordings(src: Path) -> list[Path]:
@@ -115,12 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--half", type=int, default=25,
                         help="the test speaker's recordings with index below this form test_a, the rest test_b (25)")
     args = parser.parse_args(argv)
-    try:
-        prepare(args.src, args.out, args.dev_indices, args.half)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run(prepare, args.src, args.out, args.dev_indices, args.half)
 
 
 if __name__ == "__main__":

@@ -36,15 +36,11 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # running from a checkout without installing: use the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import PrepError, run  # data_prep/common.py (finds speechrnn, so it comes first)
 
 from tqdm import tqdm
 
 from speechrnn.data import write_manifest
-from speechrnn.errors import UserError
 from speechrnn.ink import Ink, InkError, read_iam_ascii, read_iam_ondb, write_ink_store
 
 SPLITS = ("train", "dev", "test")
@@ -55,10 +51,6 @@ FORM_TAG_RE = re.compile(r"<Form\b[^>]*>", re.S)
 REASONS = (("XML error", "not XML"), ("no <StrokeSet>", "no <StrokeSet>"), ("no points", "no points"),
            ("single point", "a single point"), ("time goes backwards", "time runs backwards"),
            ("not finite", "non-finite coordinates"), ("cannot read", "unreadable file"))
-
-
-class PrepError(UserError):
-    """The source is not a usable IAM-OnDB download."""
 
 
 def form_base(form_id: str) -> str:
@@ -309,12 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=Path, default=None,
                         help="folder with the t1 split lists (default: --root; if it has none there, md5 split)")
     args = parser.parse_args(argv)
-    try:
-        prepare(args.root, args.out, splits=args.splits)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run(prepare, args.root, args.out, splits=args.splits)
 
 
 if __name__ == "__main__":

@@ -25,23 +25,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # running from a checkout without installing: use the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import PrepError, run  # data_prep/common.py (finds speechrnn, so it comes first)
 
 import soundfile
 from tqdm import tqdm
 
 from speechrnn.data import write_manifest
-from speechrnn.errors import UserError
 
 TRANS_SUFFIX = ".trans.txt"
 LINE_RE = re.compile(r"^(?P<id>\S+)(?:[ \t]+(?P<text>.*?))?\s*$")
-
-
-class PrepError(UserError):
-    """The source is not a usable LibriSpeech tree, or nothing usable was found in a subset."""
 
 
 def natural_key(name: str) -> tuple:
@@ -287,12 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    try:
-        prepare(args.src, args.out, args.jobs, args.subsets)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run(prepare, args.src, args.out, args.jobs, args.subsets)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-try:
-    import speechrnn  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: F401  (data_prep/common.py finds speechrnn, so it comes first)
 
 import librosa
 import numpy as np

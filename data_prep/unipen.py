@@ -32,16 +32,12 @@ import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # running from a checkout without installing: use the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import PrepError, run  # data_prep/common.py (finds speechrnn, so it comes first)
 
 import numpy as np
 from tqdm import tqdm
 
 from speechrnn.data import write_manifest
-from speechrnn.errors import UserError
 from speechrnn.ink import Ink, InkError, parse_unipen, write_ink_store
 
 SPLITS = ("train", "dev", "test")
@@ -50,10 +46,6 @@ REASONS = (("past the end", "delineation past the pen data"), ("single point", "
            ("no points", "no points"), ("time goes backwards", "time runs backwards"),
            ("not finite", "non-finite coordinates"), ("delineation", "bad delineation"),
            ("cannot parse", "unparsable .SEGMENT line"), ("empty label", "empty label"))
-
-
-class PrepError(UserError):
-    """The source is not a usable UNIPEN tree or archive."""
 
 
 def split_of(writer: str) -> str:
@@ -330,12 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the manifests and ink stores")
     parser.add_argument("--category", default="6", help="UNIPEN category folder under data/ (default 6: words)")
     args = parser.parse_args(argv)
-    try:
-        prepare(args.out, archive=args.archive, src=args.src, category=args.category)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run(prepare, args.out, archive=args.archive, src=args.src, category=args.category)
 
 
 if __name__ == "__main__":

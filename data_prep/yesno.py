@@ -9,21 +9,14 @@ import re
 import sys
 from pathlib import Path
 
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # running from a checkout without installing: use the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import PrepError, run  # data_prep/common.py (finds speechrnn, so it comes first)
 
 from speechrnn.audio import audio_duration
 from speechrnn.data import write_manifest
-from speechrnn.errors import AudioError, UserError
+from speechrnn.errors import AudioError
 
 WORDS = {"0": "NO", "1": "YES"}
 NAME_RE = re.compile(r"^[01](_[01])*$")
-
-
-class PrepError(UserError):
-    """The source folder holds no yesno recordings."""
 
 
 def label_from_name(stem: str) -> str:
@@ -71,12 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding waves_yesno/*.wav, or the waves_yesno folder itself")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the two manifests to")
     args = parser.parse_args(argv)
-    try:
-        prepare(args.src, args.out)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run(prepare, args.src, args.out)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The hypothesis (greedy or beam) is aligned to the model's log-probs with `torchaudio.functional.forced_align`
 (Viterbi over the CTC graph of exactly those tokens). A character spans the frames aligned to it; a word runs
 from its first character's first frame to its last character's last frame. Frame i of the model's output
-covers input time [i * frame_shift, (i + 1) * frame_shift), where the shift includes the conv subsampling.
+covers input time [i * frame_shift, (i + 1) * frame_shift), where the shift includes the conv subsampling
+(`CTCModel.frame_shift`).
 
 Confidence of a character: its mean posterior probability over the frames aligned to it. Confidence of a word:
 the lowest of its characters' (one unsure letter makes the word unsure), in [0, 1].
@@ -20,15 +21,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torchaudio.functional as AF
 
+from .output import Span
 from .text import Tokenizer
-
-
-@dataclass
-class Span:
-    text: str  # a character, or a word
-    start: float  # seconds
-    end: float  # seconds
-    confidence: float  # [0, 1]
 
 
 @dataclass
@@ -39,15 +33,6 @@ class Alignment:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def frame_shift(model, config) -> float:
-    """Seconds (audio) or resampled points (ink) per output frame of `model`."""
-    inputs = 10**9  # long enough that edge frames do not matter: hop x subsampling exactly (0.04 s for AN4)
-    per_frame = round(inputs / float(model.output_lengths(torch.tensor([inputs]))[0]), 3)  # samples or points
-    if config.modality == "ink":
-        return per_frame  # points per frame (time is not known for every ink)
-    return per_frame / config.features.sample_rate
 
 
 def align(log_probs: torch.Tensor, tokens: list[int], tokenizer: Tokenizer, shift: float,

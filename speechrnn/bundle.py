@@ -1,12 +1,19 @@
 """One-file model package: weights, config, tokenizer (and, inside the weights, feature CMVN statistics).
-Saved with torch.save and loaded with weights_only=True: nothing but tensors and plain data."""
+Saved with torch.save and loaded with weights_only=True: nothing but tensors and plain data.
+
+Here: writing and reading bundles (`save_bundle`, `load_bundle`, `atomic_save`), storing their weights as int8
+(`repack_bundle`), a recognizer bundle as a model (`load_model`), and joining aligners to it (`add_aligner`).
+"""
 
 import os
 from pathlib import Path
 
 import torch
 
+from .config import Config, from_dict
 from .errors import BundleError
+from .model import CTCModel, build_model, frame_shift
+from .text import Tokenizer
 
 FORMAT = "speechrnn-bundle"
 VERSION = 1
@@ -89,3 +96,71 @@ def repack_bundle(source: str | Path, target: str | Path, weights: str) -> None:
     """Copy a bundle with its weights stored as `weights` (float32 | int8); everything else is kept."""
     bundle = load_bundle(source)
     save_bundle(target, bundle["state_dict"], bundle["config"], bundle["tokenizer"], bundle["extra"], weights)
+
+
+# a bundle's aligners: extra[role]["config"] and the weights under state_dict prefix "role."; "aligner" gives word
+# starts (and ends, alone), "aligner_end" word ends
+ALIGNERS = ("aligner", "aligner_end")
+
+
+def _weights_of(state_dict: dict, role: str | None = None) -> dict:
+    """The weights of the aligner `role` in a bundle's state_dict (prefix removed), or those of the recognizer."""
+    if role is not None:
+        return {name[len(role) + 1:]: value for name, value in state_dict.items() if name.startswith(role + ".")}
+    prefixes = tuple(role + "." for role in ALIGNERS)
+    return {name: value for name, value in state_dict.items() if not name.startswith(prefixes)}
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CTCModel, Tokenizer, Config, dict]:
+    """Bundle -> (model in eval mode on `device`, tokenizer, config, bundle extras). The bundle's aligners, where
+    it has them, are extras[role]["model"] for role in ALIGNERS (also in eval mode on `device`)."""
+    bundle = load_bundle(path)
+    if bundle.get("extra", {}).get("task") == "classify":
+        raise BundleError(f"{path}: an utterance classifier, not a recognizer; use `speechrnn classify eval`")
+    if bundle.get("extra", {}).get("task") == "tagger":
+        raise BundleError(f"{path}: a speech / non-speech frame tagger, not a recognizer; use `speechrnn tagger eval`")
+    config = from_dict(bundle["config"])
+    tokenizer = Tokenizer.from_dict(bundle["tokenizer"])
+    model = build_model(len(tokenizer), config)
+    model.load_state_dict(_weights_of(bundle["state_dict"]))
+    extra = dict(bundle.get("extra", {}))
+    for role in ALIGNERS:
+        if role in extra:
+            aligner = build_model(len(tokenizer), from_dict(extra[role]["config"]))
+            aligner.load_state_dict(_weights_of(bundle["state_dict"], role))
+            extra[role] = {**extra[role], "model": aligner.to(device).eval()}
+    return model.to(device).eval(), tokenizer, config, extra
+
+
+def add_aligner(bundle_path: str | Path, aligner_path: str | Path, out_path: str | Path,
+                end_aligner_path: str | Path | None = None) -> dict:
+    """Write `bundle_path` with the recognizer bundle `aligner_path` inside as its aligner (word starts, and word
+    ends unless `end_aligner_path` gives them) to `out_path` (atomically; it may be `bundle_path`), replacing the
+    aligners it had. All must share tokenizer, features and frame rate. Returns {role: description} as stored in
+    extra (config, dev_cer)."""
+    bundle = load_bundle(bundle_path)
+    config = from_dict(bundle["config"])
+    shift = frame_shift(config)
+    weights = _weights_of(bundle["state_dict"])
+    extra = {key: value for key, value in bundle["extra"].items() if key not in ALIGNERS}
+    for role, path in zip(ALIGNERS, (aligner_path, end_aligner_path)):
+        if path is None:
+            continue
+        aligner = load_bundle(path)
+        aligner_config = from_dict(aligner["config"])
+        if aligner.get("extra", {}).get("task") or aligner_config.modality != "audio" or config.modality != "audio":
+            raise BundleError(f"{path}: not a speech recognizer bundle, or {bundle_path} is not; add-aligner joins "
+                              f"speech recognizers")
+        if aligner["tokenizer"] != bundle["tokenizer"]:
+            raise BundleError(f"{path}: its vocabulary differs from {bundle_path}'s; train the aligner on the same "
+                              f"text settings (recipes/an4/aligner.sh starts it from the recognizer)")
+        if aligner_config.features != config.features:
+            raise BundleError(f"{path}: its features ({aligner_config.features}) differ from {bundle_path}'s")
+        aligner_shift = frame_shift(aligner_config)
+        if aligner_shift != shift:
+            raise BundleError(f"{path}: {aligner_shift:g} s per output frame, {bundle_path} has {shift:g} s; an "
+                              f"aligner needs the recognizer's frame rate (model.conv_channels)")
+        weights.update({f"{role}.{name}": value for name, value in aligner["state_dict"].items()})
+        extra[role] = {"config": aligner["config"], "dev_cer": aligner.get("extra", {}).get("dev_cer")}
+    save_bundle(out_path, weights, bundle["config"], bundle["tokenizer"], extra, bundle["weights"])
+    return {role: extra[role] for role in ALIGNERS if role in extra}

@@ -1,19 +1,34 @@
-"""The experiment config: YAML files and `key=value` overrides merged onto typed dataclasses by OmegaConf."""
+"""The experiment config: YAML files and `key=value` overrides merged onto typed dataclasses by OmegaConf.
 
-from dataclasses import dataclass, field
+Choices are declared on the dataclass field and checked for any schema (this one, the classifier's, the tagger's):
+    modality: str = choice("audio", "ink")  # the first is the default
+or, in a module that must not import this one, `field(default=..., metadata={"choices": (...)})`; the choices may
+be a function returning them (rnn.py's cell names come from a registry defined below the dataclass).
+
+A YAML file may start from another: `base: default.yaml` (relative to the file's folder, recursive) merges that
+file first, so a variant says only the keys it changes.
+"""
+
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Optional
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 from .features import FeatureConfig, SpecAugmentConfig
 from .ink import InkFeatureConfig
 from .model import ModelConfig
-from .rnn import RNN_CELLS
 from .text import TextConfig
+
+BASE_KEY = "base"  # a YAML file's key naming the file it starts from
+
+
+def choice(*allowed: str) -> str:
+    """A str field that must be one of `allowed`; the first is the default."""
+    return field(default=allowed[0], metadata={"choices": allowed})
 
 
 @dataclass
@@ -57,7 +72,8 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    modality: str = "audio"  # audio (manifests with audio_filepath) | ink (pen strokes: ink_filepath or inline ink)
+    modality: str = choice("audio", "ink")  # audio (manifests with audio_filepath) | ink (pen strokes: ink_filepath
+    # or inline ink)
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)  # audio front-end
@@ -78,48 +94,84 @@ def valid_keys(node, prefix: str = "") -> list[str]:
     return keys
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (), schema=Config) -> Config:
-    """Schema defaults <- YAML file <- `key=value` overrides. Unknown keys fail with the list of valid ones."""
-    base = OmegaConf.structured(schema)
-    layers = []
+def read_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
+    """The YAML file at `path` as (path, keys) layers: its `base:` file's layers (recursively) first, then its own
+    keys. `base` is a path relative to the file's folder; a file that is its own base, at any depth, is refused."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found" + (f" (the base of {chain[-1]})" if chain else ""))
+    if path.resolve() in {p.resolve() for p in chain}:
+        raise ConfigError(f"config: base files form a cycle: {' -> '.join(map(str, (*chain, path)))}")
     try:
-        if path is not None:
-            if not Path(path).is_file():
-                raise ConfigError(f"{path}: config file not found")
-            layers.append(OmegaConf.load(path))
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-        merged = OmegaConf.merge(base, *layers)
-        missing = sorted(OmegaConf.missing_keys(merged))
-        if missing:
-            raise ConfigError(f"config: required key(s) not set: {', '.join(missing)} (add them to the YAML or as key=value)")
-        config = OmegaConf.to_object(merged)
+        layer = OmegaConf.load(path)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    base = layer.pop(BASE_KEY, None) if isinstance(layer, DictConfig) else None
+    if base is None:
+        return [(path, layer)]
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: {BASE_KEY}={base!r} must be the path of one YAML file, relative to {path.parent}")
+    return read_layers(path.parent / base, (*chain, path)) + [(path, layer)]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), schema=Config):
+    """Schema defaults <- YAML file (after its `base:` files) <- `key=value` overrides, as an instance of `schema`
+    (any dataclass). Unknown keys fail with the list of valid ones; fields with declared choices are checked."""
+    schema_node = OmegaConf.structured(schema)
+    layers = read_layers(Path(path)) if path is not None else []
+    source = path
+    try:
+        merged = schema_node
+        for source, layer in layers:
+            merged = OmegaConf.merge(merged, layer)
+        source = path
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise ConfigError(f"config: required key(s) not set: {', '.join(missing)} "
+                              "(add them to the YAML or as key=value)")
+        config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""
         raise ConfigError(
-            f"config{' ' + str(path) if path else ''}: {str(err).splitlines()[0]}"
+            f"config{' ' + str(source) if source else ''}: {str(err).splitlines()[0]}"
             + (f" (key {key})" if key else "")
-            + f"; valid keys: {', '.join(valid_keys(base))}"
+            + f"; valid keys: {', '.join(valid_keys(schema_node))}"
         ) from None
-    if isinstance(config, Config):
-        check_choices(config)
+    check_choices(config)
     return config
 
 
-CHOICES = {
-    "modality": ["audio", "ink"],
-    "model.rnn.cell": sorted(RNN_CELLS),
-    "features.kind": ["fbank", "mfcc"],
-    "text.case": ["upper", "lower", "keep"],
-}
+def allowed_values(config_field) -> list[str] | None:
+    """The values a dataclass field declares in its metadata's "choices" (a sequence, or a function returning one
+    for a registry defined below the dataclass); None when it declares none."""
+    allowed = config_field.metadata.get("choices")
+    return list(allowed() if callable(allowed) else allowed) if allowed is not None else None
 
 
-def check_choices(config: Config) -> None:
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(OmegaConf.structured(config), key)
+def declared_choices(config, prefix: str = "") -> dict[str, list[str]]:
+    """Every field with declared choices in the dataclass tree `config` (an instance, or a class whose defaults are
+    used), by dotted key."""
+    config = config() if isinstance(config, type) else config
+    found = {}
+    for config_field in fields(config):
+        value = getattr(config, config_field.name)
+        if is_dataclass(value):
+            found.update(declared_choices(value, f"{prefix}{config_field.name}."))
+        elif (allowed := allowed_values(config_field)) is not None:
+            found[prefix + config_field.name] = allowed
+    return found
+
+
+def check_choices(config) -> None:
+    """Fail with one line on the first field of the dataclass tree `config` whose value is not one of its choices."""
+    tree = OmegaConf.structured(config)
+    for key, allowed in declared_choices(config).items():
+        value = OmegaConf.select(tree, key)
         if value not in allowed:
             raise ConfigError(f"config: {key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+CHOICES = declared_choices(Config)  # Config's declared choices by dotted key, e.g. CHOICES["model.rnn.cell"]
 
 
 def to_dict(config) -> dict:
@@ -127,4 +179,7 @@ def to_dict(config) -> dict:
 
 
 def from_dict(data: dict, schema=Config):
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))
+    """A config of `schema` from a plain dict (a bundle's), choices checked."""
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))
+    check_choices(config)
+    return config

@@ -20,11 +20,12 @@ from typing import Iterator
 import numpy as np
 import torch
 import torchaudio.functional as AF
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .audio import load_audio
 from .errors import AudioError, ManifestError
+from .features import pad_inputs
 from .ink import InkError, InkFeatureConfig, check_ink, featurize, load_ink
 
 AUDIO_FIELDS = ("audio_filepath", "duration", "text")
@@ -346,11 +347,7 @@ def load_dataset(config, manifest: str | Path, tokenizer, training: bool = False
 def collate(items: list[dict | None]) -> dict:
     """Pad inputs ((N,) waveforms or (T, F) features) and token ids; drop items that failed to load."""
     items = [item for item in items if item is not None]
-    input_lens = torch.tensor([len(item["inputs"]) for item in items], dtype=torch.long)
-    trailing = items[0]["inputs"].shape[1:] if items else ()
-    inputs = torch.zeros(len(items), int(input_lens.max()) if items else 0, *trailing)  # (B, N) or (B, T, F)
-    for row, item in enumerate(items):
-        inputs[row, : len(item["inputs"])] = item["inputs"]
+    inputs, input_lens = pad_inputs([item["inputs"] for item in items])  # (B, N) or (B, T, F), (B,)
     token_lens = torch.tensor([len(item["tokens"]) for item in items], dtype=torch.long)
     tokens = torch.zeros(len(items), int(token_lens.max()) if items else 0, dtype=torch.long)  # (B, L)
     for row, item in enumerate(items):
@@ -415,3 +412,11 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.seed = state["epoch"], state["seed"]
+
+
+def make_loader(dataset, config, shuffle: bool, seed: int, num_replicas: int = 1, rank: int = 0) -> DataLoader:
+    """Length-bucketed batches of `dataset` (config.data.max_frames, max_batch_size, num_workers); with
+    `num_replicas` > 1, rank `rank`'s share of them (see BucketBatchSampler)."""
+    sampler = BucketBatchSampler(dataset.frame_lengths, config.data.max_frames, shuffle=shuffle, seed=seed,
+                                 max_batch_size=config.data.max_batch_size, num_replicas=num_replicas, rank=rank)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.data.num_workers)

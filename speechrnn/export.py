@@ -49,8 +49,11 @@ import torch
 from torch import nn
 
 from . import __version__
+from .bundle import load_model
+from .config import to_dict
 from .errors import UserError
-from .features import Features, StrokeFrames
+from .features import Features, StrokeFrames, length_mask
+from .model import subsampling
 
 FORMAT = "speechrnn-onnx"
 FORMAT_VERSION = 1
@@ -159,7 +162,7 @@ def example_inputs(model, inputs: str = "waveform", lengths=(1.0, 0.6), seed: in
     rate = frontend.config.sample_rate
     lens = torch.tensor([max(1, round(rate * s)) for s in lengths])
     wav = 0.1 * torch.randn(len(lens), int(lens.max()), generator=g)
-    wav = wav * (torch.arange(wav.shape[1])[None, :] < lens[:, None])  # zero padding, as collate gives
+    wav = wav * length_mask(lens, wav.shape[1])  # zero padding, as collate gives
     if inputs == "waveform":
         return wav, lens
     return raw_audio_features(frontend, wav, lens)
@@ -208,11 +211,8 @@ def to_onnx_bytes(model, inputs: str = "waveform", opset: int = DEFAULT_OPSET) -
 
 def export_metadata(tokenizer, config, extra: dict, inputs: str) -> dict[str, str]:
     """The metadata_props written into an export (all values strings; JSON_KEYS hold JSON)."""
-    from .config import to_dict
-
     full = to_dict(config)
     audio = config.modality != "ink"
-    conv = config.model.conv_channels > 0
     meta = {
         "speechrnn_format": f"{FORMAT}/{FORMAT_VERSION}",
         "speechrnn_version": __version__,
@@ -221,7 +221,7 @@ def export_metadata(tokenizer, config, extra: dict, inputs: str) -> dict[str, st
         "vocabulary": json.dumps(tokenizer.symbols, ensure_ascii=False),
         "blank_id": "0",
         "text": json.dumps(full["text"]),
-        "subsampling": str(4 if conv else 1),  # input frames (after ink stacking) per output frame
+        "subsampling": str(subsampling(config.model)),  # input frames (after ink stacking) per output frame
         "config": json.dumps(full),
         "extra": json.dumps(extra or {}, default=str),
     }
@@ -263,8 +263,6 @@ def export_onnx(bundle_path: str | Path, out_path: str | Path, opset: int = DEFA
         import onnx
     except ImportError:
         raise ExportError("ONNX export needs the onnx package: pip install 'speechrnn[onnx]'") from None
-    from .recognizer import load_model
-
     if inputs not in INPUT_KINDS:
         raise ExportError(f"inputs={inputs!r} is not one of: {', '.join(INPUT_KINDS)}")
     if opset not in OPSETS:
@@ -321,7 +319,7 @@ def max_abs_diff(model, onnx_path: str | Path, inputs: str = "waveform", lengths
     out, out_lens = OnnxRecognizer(onnx_path, threads=1)(x.numpy(), lens.numpy())
     if not np.array_equal(out_lens, ref_lens.numpy()) or out.shape != tuple(ref.shape):
         return math.inf
-    valid = np.arange(out.shape[1])[None, :] < out_lens[:, None]
+    valid = length_mask(torch.from_numpy(out_lens), out.shape[1]).numpy()  # (B, T')
     return float(np.abs(out - ref.numpy())[valid].max())
 
 

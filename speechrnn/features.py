@@ -2,7 +2,7 @@
 or pen-stroke features (computed by `ink.featurize` in the data loader) stacked into frames; both with global
 CMVN from training statistics. SpecAugment for training."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torchaudio
@@ -12,7 +12,7 @@ from torch import nn
 
 @dataclass
 class FeatureConfig:
-    kind: str = "fbank"  # fbank (log-mel) | mfcc
+    kind: str = field(default="fbank", metadata={"choices": ("fbank", "mfcc")})  # fbank (log-mel) | mfcc
     sample_rate: int = 16000
     n_fft: int = 400  # 25 ms at 16 kHz
     hop_length: int = 160  # 10 ms at 16 kHz
@@ -72,6 +72,10 @@ class Features(Cmvn):
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         return num_samples // self.config.hop_length + 1  # center=True framing
 
+    def frame_shift(self, subsampling: int = 1) -> float:
+        """Seconds per frame after `subsampling` (the encoder's): hop x subsampling / rate (0.04 s for AN4)."""
+        return self.config.hop_length * subsampling / self.config.sample_rate
+
     def raw(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features before CMVN. Padding samples are zero, so frames past the length are masked after."""
         if self.training and self.config.dither > 0:
@@ -103,6 +107,10 @@ class StrokeFrames(Cmvn):
     def num_frames(self, num_points: torch.Tensor) -> torch.Tensor:
         return (num_points + self.stack - 1) // self.stack
 
+    def frame_shift(self, subsampling: int = 1) -> float:
+        """Resampled points per frame after `subsampling` (the encoder's); time is not known for every ink."""
+        return float(self.stack * subsampling)
+
     def raw(self, feats: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return feats.float(), lens
 
@@ -115,9 +123,24 @@ class StrokeFrames(Cmvn):
         return feats, self.num_frames(lens)
 
 
+def length_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths -> (B, max_len) bool, True at the valid steps t < lens[b]; on lens' device."""
+    return torch.arange(max_len, device=lens.device)[None, :] < lens[:, None]
+
+
+def pad_inputs(inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs of shape (T_i, ...) -> zero-padded batch (B, max T_i, ...) float32 and lengths (B,) int64."""
+    lens = torch.tensor([len(x) for x in inputs], dtype=torch.long)
+    trailing = inputs[0].shape[1:] if inputs else ()
+    batch = torch.zeros(len(inputs), int(lens.max()) if inputs else 0, *trailing)  # (B, T) or (B, T, F)
+    for row, x in enumerate(inputs):
+        batch[row, : len(x)] = x
+    return batch, lens
+
+
 def mask_time(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """Zero x (B, T, ...) at every time step t >= lens[b]."""
-    valid = torch.arange(x.shape[1], device=x.device)[None, :] < lens[:, None]  # (B, T)
+    valid = length_mask(lens.to(x.device), x.shape[1])  # (B, T)
     return x * valid.view(*valid.shape, *([1] * (x.dim() - 2))).to(x.dtype)
 
 
@@ -130,7 +153,7 @@ class CmvnAccumulator:
         self.count = 0
 
     def add(self, feats: torch.Tensor, lens: torch.Tensor) -> None:
-        valid = torch.arange(feats.shape[1])[None, :] < lens[:, None]  # (B, T)
+        valid = length_mask(lens.cpu(), feats.shape[1])  # (B, T)
         frames = feats[valid].double()  # (B, T, F) -> (frames, F)
         self.total += frames.sum(0)
         self.total_sq += (frames**2).sum(0)

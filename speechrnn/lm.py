@@ -33,9 +33,7 @@ KenLM's `lmplz --discount_fallback`.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -343,7 +341,7 @@ def _check_complete(model: Model, declared: dict[int, int], where: str) -> None:
         _check_count(model, declared, len(model), where)
 
 
-# ------------------------------------------------------------------------------------------------- command line
+# ------------------------------------------------------------------------------------------------- text files
 
 
 def read_sentences(path: str | Path) -> list[str]:
@@ -362,34 +360,10 @@ def read_sentences(path: str | Path) -> list[str]:
     return sentences
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Arguments of the LM builder, added to `parser` (e.g. a CLI subcommand's) or to a new one."""
-    parser = parser or argparse.ArgumentParser(
-        prog="speechrnn-lm", description="Build an interpolated modified Kneser-Ney n-gram LM and write it as ARPA.")
-    parser.add_argument("text", help="training text: one sentence per line, or a JSONL manifest (.jsonl) with \"text\"")
-    parser.add_argument("-o", "--output", required=True, help="ARPA file to write, e.g. lm.arpa")
-    parser.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
-    parser.add_argument("--unit", choices=UNITS, default="word",
-                        help="word: whitespace tokens; char: characters with | for the space (default: word)")
-    return parser
-
-
-def run(args: argparse.Namespace) -> str:
-    """Build and write the model for parsed arguments; return the one-line summary."""
-    sentences = read_sentences(args.text)
-    counts = write_arpa(args.output, sentences, args.order, args.unit)
+def build_lm(text: str | Path, output: str | Path, order: int = 3, unit: str = "word") -> str:
+    """`speechrnn lm build`: the model of `text`'s sentences (see read_sentences) written to `output` as ARPA;
+    returns the one-line summary."""
+    sentences = read_sentences(text)
+    counts = write_arpa(output, sentences, order, unit)
     listed = ", ".join(f"{n}-grams {count}" for n, count in counts.items())
-    return f"wrote {args.output}: {args.order}-gram {args.unit} model from {len(sentences)} sentences ({listed})"
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    try:
-        print(run(args))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+    return f"wrote {output}: {order}-gram {unit} model from {len(sentences)} sentences ({listed})"

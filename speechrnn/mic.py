@@ -83,7 +83,7 @@ def microphone_blocks(rate: int) -> tuple[int, Iterator[tuple[np.ndarray, float]
 
 def file_blocks(path: str | Path, fast: bool) -> tuple[int, Iterator[tuple[np.ndarray, float]]]:
     """(sample rate, generator of (mono block, arrival time)) from a file, at real-time pace unless `fast`."""
-    from .longaudio import open_audio
+    from .audio import open_audio
 
     f = open_audio(path)
     rate = f.samplerate
@@ -182,7 +182,7 @@ def listen(recognizer, rate: int, blocks: Iterator[tuple[np.ndarray, float]], va
     (also printed)."""
     import torch
 
-    from .longaudio import StreamResampler
+    from .audio import StreamResampler
 
     display = display or Display()
     model_rate = recognizer.config.features.sample_rate
@@ -240,65 +240,35 @@ def listen(recognizer, rate: int, blocks: Iterator[tuple[np.ndarray, float]], va
     return summary
 
 
-def run(args) -> Summary:
-    """`speechrnn mic` (options: add_parser below)."""
+def transcribe_live(bundle: str | Path | None = None, input_file: str | Path | None = None, fast: bool = False,
+                    vad: str = "energy", threshold: float = MIC_RULES.threshold,
+                    min_silence: float = MIC_RULES.min_silence, max_segment: float = MIC_RULES.max_length,
+                    greedy: bool = False, device: str = "cpu", threads: int = 1) -> Summary:
+    """`speechrnn mic`: live transcription with `bundle` (default: the shipped AN4 model) from the default input
+    device, or from `input_file` played through the same path (at real-time pace, or as fast as possible with
+    `fast`); segments cut by `vad` ('energy' or a frame-tagger bundle) with MIC_RULES but `threshold`,
+    `min_silence` and `max_segment` (seconds). Runs until the file ends or Ctrl-C; returns the summary."""
     import torch
 
     from .pretrained import default_bundle
     from .recognizer import Recognizer
     from .vad import load_vad
 
-    torch.set_num_threads(max(1, args.threads))
-    if args.input:
-        rate, blocks = file_blocks(args.input, args.fast)
+    torch.set_num_threads(max(1, threads))
+    if input_file:
+        rate, blocks = file_blocks(input_file, fast)
     else:
-        if args.fast:
+        if fast:
             raise UserError("--fast plays a file as fast as possible: give it with --input FILE")
         rate, blocks = None, None  # the device is opened after the model is loaded (it starts recording)
         default_input(import_sounddevice())  # but its errors come before the wait
-    bundle = args.bundle or default_bundle("audio")
-    recognizer = Recognizer.load(bundle, device=args.device, decoding="greedy" if args.greedy else "tuned")
+    bundle = bundle or default_bundle("audio")
+    recognizer = Recognizer.load(bundle, device=device, decoding="greedy" if greedy else "tuned")
     if recognizer.config.modality != "audio":
         raise UserError(f"{bundle}: a {recognizer.config.modality} model; the microphone needs a speech model")
-    vad = load_vad(args.vad, args.device)
-    rules = SegmentRules(threshold=args.threshold, min_silence=args.min_silence, min_speech=MIC_RULES.min_speech,
-                         pad=MIC_RULES.pad, max_length=args.max_segment)
+    detector = load_vad(vad, device)
+    rules = SegmentRules(threshold=threshold, min_silence=min_silence, min_speech=MIC_RULES.min_speech,
+                         pad=MIC_RULES.pad, max_length=max_segment)
     if blocks is None:
         rate, blocks = microphone_blocks(recognizer.config.features.sample_rate)
-    return listen(recognizer, rate, blocks, vad, rules)
-
-
-def add_parser(commands) -> None:
-    p = commands.add_parser(
-        "mic", help="live transcription from the microphone (or a file played through the same path)",
-        description="Listen on the default input device, cut the audio into speech segments with a voice-activity "
-                    "detector, show a partial hypothesis while a segment is open and print its final text when "
-                    "it closes ([start - end] TEXT (latency), times in seconds from the start). Ctrl-C (or the end "
-                    "of --input) prints a summary: segments, words, audio, mean latency. Partials: a unidirectional "
-                    "model (model.rnn.bidirectional=false) streams them chunk by chunk, every "
-                    f"{BLOCK_SECONDS:g} s block (state carried; 42.5 ms lookahead, plus 40 ms per frame of "
-                    "model.rnn.lookahead when trained with one; the summary gives compute per "
-                    "chunk); a bidirectional one (the shipped models) needs the segment's end, so its partials are "
-                    f"greedy re-decodes of the whole open segment every {PARTIAL_EVERY:g} s of audio. Finals use "
-                    "the bundle's tuned beam search unless --greedy. Latency: from the arrival of "
-                    "the audio that closes a segment (--min-silence after the speech ends) to its final text.",
-        epilog="Needs pip install 'speechrnn[mic]' and the PortAudio library (Debian/Ubuntu: apt-get install "
-               "libportaudio2); --input works without them.")
-    p.add_argument("bundle", nargs="?", help="speech model bundle (default: the shipped AN4 model)")
-    p.add_argument("--input", metavar="FILE", help="play this audio file instead of listening, in blocks of "
-                                                    f"{BLOCK_SECONDS:g} s as the microphone gives them")
-    p.add_argument("--fast", action="store_true", help="with --input: as fast as possible, not at real-time pace")
-    p.add_argument("--vad", default="energy", metavar="energy|BUNDLE",
-                   help="voice-activity detector: 'energy' (default) or a frame-tagger bundle")
-    p.add_argument("--threshold", type=float, default=MIC_RULES.threshold,
-                   help=f"speech probability that counts as speech ({MIC_RULES.threshold:g})")
-    p.add_argument("--min-silence", type=float, default=MIC_RULES.min_silence, metavar="SECONDS",
-                   help=f"silence that closes a segment ({MIC_RULES.min_silence:g} s)")
-    p.add_argument("--max-segment", type=float, default=MIC_RULES.max_length, metavar="SECONDS",
-                   help=f"a segment without a pause is cut at its quietest point after this long "
-                        f"({MIC_RULES.max_length:g} s)")
-    p.add_argument("--greedy", action="store_true", help="greedy final decoding even if the bundle has a tuned "
-                                                        "decoder")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.set_defaults(run=run)
+    return listen(recognizer, rate, blocks, detector, rules)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig, StrokeFrames, mask_time
+from .features import (FeatureConfig, Features, SpecAugment, SpecAugmentConfig, StrokeFrames, length_mask,
+                       mask_time)
 from .rnn import RNNConfig, StackedRNN
 
 
@@ -33,6 +34,8 @@ class ConvSubsampling(nn.Module):
     """DeepSpeech2-style 2-D convolutions over (time, frequency): two 3x3 stride-2 blocks -> 4x fewer frames.
     Frames past each utterance's length are zeroed after every block, so padding never leaks into valid
     frames and a batch gives what each utterance alone would."""
+
+    FACTOR = 4  # input frames per output frame: two stride-2 blocks
 
     def __init__(self, input_dim: int, channels: int):
         super().__init__()
@@ -64,10 +67,16 @@ class ConvSubsampling(nn.Module):
         return self.norm(x), lens
 
 
+def subsampling(config: ModelConfig) -> int:
+    """Front-end frames per output frame of the encoder `config` describes: 4 with the conv front-end, else 1."""
+    return ConvSubsampling.FACTOR if config.conv_channels > 0 else 1
+
+
 class Encoder(nn.Module):
     def __init__(self, input_dim: int, config: ModelConfig):
         super().__init__()
         self.conv = ConvSubsampling(input_dim, config.conv_channels) if config.conv_channels > 0 else None
+        self.subsampling = subsampling(config)  # front-end frames per output frame
         rnn_input = self.conv.output_dim if self.conv else input_dim
         self.rnn = StackedRNN(rnn_input, config.rnn)
         self.output_dim = self.rnn.output_size
@@ -89,11 +98,18 @@ class CTCModel(nn.Module):
         self.frontend = frontend
         self.specaugment = specaugment
         self.encoder = Encoder(frontend.dim, config)
+        self.subsampling = self.encoder.subsampling  # front-end frames per output frame
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.encoder.output_dim, vocab_size)
         self.prior_scale, self.edge_silence = config.prior_scale, config.edge_silence
         if self.prior_scale:
             self.register_buffer("log_prior", torch.full((vocab_size,), -math.log(vocab_size)))  # (V,) uniform
+
+    @property
+    def frame_shift(self) -> float:
+        """The time grid: seconds (audio) or resampled points (ink) per output frame; output frame i covers input
+        [i * frame_shift, (i + 1) * frame_shift)."""
+        return self.frontend.frame_shift(self.subsampling)
 
     def alignment_scores(self, log_probs: torch.Tensor) -> torch.Tensor:
         """What training and forced alignment score: log_probs (B, T, V) minus prior_scale * log prior."""
@@ -102,7 +118,7 @@ class CTCModel(nn.Module):
     @torch.no_grad()
     def update_prior(self, log_probs: torch.Tensor, lens: torch.Tensor, momentum: float = 0.99) -> None:
         """Move the prior towards the mean posterior of this batch's valid frames (log_probs (B, T, V))."""
-        valid = torch.arange(log_probs.shape[1], device=lens.device)[None, :] < lens[:, None]  # (B, T)
+        valid = length_mask(lens, log_probs.shape[1])  # (B, T)
         mean = log_probs.float().exp()[valid].mean(dim=0)  # (B, T, V) -> (N, V) -> (V,)
         prior = momentum * self.log_prior.exp() + (1 - momentum) * mean
         self.log_prior.copy_(prior.clamp(min=1e-12).log())
@@ -128,10 +144,21 @@ def build_speech_model(vocab_size: int, model: ModelConfig, features: FeatureCon
     return CTCModel(vocab_size, model, Features(features), SpecAugment(specaugment) if specaugment else None)
 
 
+def build_frontend(config) -> Features | StrokeFrames:
+    """The front-end a `config.Config` describes: audio features, or pen-stroke frames for modality "ink"."""
+    if config.modality == "ink":
+        return StrokeFrames(config.ink.num_features, config.ink.stack)
+    return Features(config.features)
+
+
 def build_model(vocab_size: int, config, training: bool = False) -> CTCModel:
     """The CTC model a `config.Config` describes: audio front-end (+ SpecAugment when `training` and
     config.use_specaugment) or pen-stroke frames for config.modality == "ink"."""
-    if config.modality == "ink":
-        return CTCModel(vocab_size, config.model, StrokeFrames(config.ink.num_features, config.ink.stack))
-    specaugment = config.specaugment if training and config.use_specaugment else None
-    return build_speech_model(vocab_size, config.model, config.features, specaugment)
+    specaugment = config.specaugment if training and config.use_specaugment and config.modality != "ink" else None
+    return CTCModel(vocab_size, config.model, build_frontend(config), SpecAugment(specaugment) if specaugment else None)
+
+
+def frame_shift(config) -> float:
+    """CTCModel.frame_shift of the model a `config.Config` describes, without building it: seconds (audio) or
+    resampled points (ink) per output frame."""
+    return build_frontend(config).frame_shift(subsampling(config.model))

@@ -1,6 +1,8 @@
-"""Transcript output formats: txt, json, jsonl, and SubRip / WebVTT subtitles from word timestamps."""
+"""What a recognizer returns (`Transcript`, with `Span`s of timed words) and its output formats: txt, json, jsonl,
+and SubRip / WebVTT subtitles from word timestamps."""
 
 import json
+from dataclasses import dataclass, field
 
 FORMATS = ("txt", "json", "jsonl", "srt", "vtt")
 NEEDS_TIMES = ("json", "srt", "vtt")
@@ -9,7 +11,23 @@ CUE_CHARS = 42  # ...or this many characters (the usual subtitle line length)
 CUE_PAUSE = 1.0  # ...or at a pause this long between words
 
 
-def to_dict(transcript) -> dict:
+@dataclass
+class Span:
+    text: str  # a character, or a word
+    start: float  # seconds (audio) or resampled points (ink)
+    end: float
+    confidence: float  # [0, 1]
+
+
+@dataclass
+class Transcript:
+    name: str  # the path, or "<input N>" for in-memory inputs
+    text: str
+    words: list[Span] = field(default_factory=list)  # with times and confidences (when asked for)
+    duration: float = 0.0  # seconds of audio (resampled points of ink)
+
+
+def to_dict(transcript: Transcript) -> dict:
     out = {"path": transcript.name, "text": transcript.text, "duration": round(transcript.duration, 3)}
     if transcript.words:
         out["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
@@ -17,7 +35,7 @@ def to_dict(transcript) -> dict:
     return out
 
 
-def cues(words) -> list[tuple[float, float, str]]:
+def cues(words: list[Span]) -> list[tuple[float, float, str]]:
     """Group words into subtitle cues: (start, end, text)."""
     out, group = [], []
     for word in words:
@@ -39,7 +57,7 @@ def timestamp(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
 
 
-def render(transcript, fmt: str) -> str:
+def render(transcript: Transcript, fmt: str) -> str:
     """One transcript in `fmt`, ending with a newline (txt: the text alone)."""
     if fmt == "txt":
         return transcript.text + "\n"

@@ -15,7 +15,7 @@ most 2x per indrnn_max_steps steps; relu elman/jordan are as stable as their wei
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -24,11 +24,12 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from .errors import ConfigError
+from .features import length_mask
 
 
 @dataclass
 class RNNConfig:
-    cell: str = "lstm"  # one of RNN_CELLS
+    cell: str = field(default="lstm", metadata={"choices": lambda: sorted(RNN_CELLS)})  # the registry below
     hidden_size: int = 256
     num_layers: int = 3
     bidirectional: bool = True
@@ -312,7 +313,7 @@ def make_cell(name: str, input_size: int, hidden_size: int, config: Optional[RNN
 def reverse_padded(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence of x (B, T, F) within its own length; padding stays in place."""
     steps = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)  # (B, T)
-    source = torch.where(steps < lens[:, None], lens[:, None] - 1 - steps, steps)  # (B, T)
+    source = torch.where(length_mask(lens.to(x.device), x.shape[1]), lens[:, None] - 1 - steps, steps)  # (B, T)
     return x.gather(1, source.unsqueeze(-1).expand_as(x))
 
 
@@ -348,7 +349,7 @@ class StackedRNN(nn.Module):
         if self.config.reverse:
             x = reverse_padded(x, lens)  # right to left (each output is turned back below)
         if lookahead:  # each sequence followed by `lookahead` zero frames, as it would be alone
-            valid = torch.arange(steps, device=x.device)[None, :, None] < lens.to(x.device)[:, None, None]  # (B, T, 1)
+            valid = length_mask(lens.to(x.device), steps)[:, :, None]  # (B, T) -> (B, T, 1)
             x = torch.cat([x * valid, x.new_zeros(x.shape[0], lookahead, x.shape[2])], dim=1)  # (B, T + k, I)
         for index, forward_layer in enumerate(self.forward_layers):
             if index > 0:

@@ -131,7 +131,7 @@ class StreamingDecoder:
         self.rate = frontend.config.sample_rate
         self.device = next(model.parameters()).device
         conv = model.encoder.conv
-        self.stride = 4 if conv else 1
+        self.stride = model.subsampling  # feature frames per output frame
         self.delay = model.encoder.rnn.config.lookahead  # encoder frames the RNN stack looks ahead (model.rnn.lookahead)
         # feature frames of right context of an output frame: the convs' 3, and `delay` encoder frames of stride each
         self.lookahead_frames = (3 if conv else 0) + self.delay * self.stride

@@ -4,7 +4,7 @@ import re
 import sys
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 BLANK = "<blank>"
@@ -12,7 +12,7 @@ BLANK = "<blank>"
 
 @dataclass
 class TextConfig:
-    case: str = "upper"  # upper | lower | keep
+    case: str = field(default="upper", metadata={"choices": ("upper", "lower", "keep")})
     strip_punctuation: bool = True  # drop punctuation except the characters in keep_punctuation
     keep_punctuation: str = "'"
 

@@ -6,13 +6,13 @@ chosen by dev WER only (ties go to the first grid point); the test set is never 
 """
 
 import sys
-import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
-from .bundle import load_bundle, save_bundle
+from .bundle import load_bundle, load_model, save_bundle
 from .data import collate, load_dataset
 from .decode import BeamConfig, BeamDecoder, greedy_decode, prefer_lexicon_free
 from .errors import UserError
@@ -70,77 +70,31 @@ def store_decoding(bundle_path, beam: BeamConfig, dev_wer: float) -> None:
                 {**bundle.get("extra", {}), "decoding": decoding}, bundle["weights"])
 
 
-def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overrides) -> BeamDecoder | None:
-    """The BeamDecoder a bundle's tuned `decoding` describes (None when the bundle has none). Its lexicon and LM
-    are written to a temporary folder that lives as long as the decoder."""
-    decoding = extra.get("decoding")
-    if not decoding:
-        return None
-    folder = tempfile.TemporaryDirectory(prefix="speechrnn-decoding-")
-    files = {}
-    for key in ("lexicon", "lm"):
-        if decoding.get(key):
-            files[key] = str(Path(folder.name) / {"lexicon": "lexicon.txt", "lm": "lm.arpa"}[key])
-            Path(files[key]).write_text(decoding[key], encoding="utf-8")
-    settings = {k: decoding[k] for k in ("beam_size", "lm_weight", "word_score", "sil_score")}
-    for key in ("oov_margin", "beam_threshold", "token_min_logp"):  # bundles tuned before these were stored: defaults
-        if key in decoding:
-            settings[key] = decoding[key]
-    decoder = BeamDecoder(tokenizer, BeamConfig(**{**settings, **files, **overrides}), workers=workers)
-    decoder.files = folder  # removed with the decoder
-    return decoder
-
-
-def run(args) -> None:
-    """`speechrnn tune`: grid search on dev, then store the best decoder in the bundle."""
-    from .recognizer import load_model
-
-    model, tokenizer, config, _ = load_model(args.bundle)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.lm and not args.lexicon:
+def tune_decoder(bundle: str | Path, dev: str | Path, lexicon: str | Path, lm: str | Path | None = None,
+                 beam: int = 50, lm_weights: Sequence[float] = LM_WEIGHTS, word_scores: Sequence[float] = WORD_SCORES,
+                 beam_threshold: float = BeamConfig.beam_threshold, token_min_logp: float | None = None,
+                 oov_margins: Sequence[float] = (float("inf"),), workers: int = 2, threads: int = 0) -> str:
+    """Grid-search the LM weight (with `lm`), word score and OOV margin of a beam search over `lexicon` on the
+    `dev` manifest, print every grid point's rates to stderr, and store the best decoder in `bundle` (rewritten
+    atomically). Returns the one-line summary. `threads`: torch CPU threads (0: torch's choice)."""
+    model, tokenizer, config, _ = load_model(bundle)
+    if threads:
+        torch.set_num_threads(threads)
+    if lm and not lexicon:
         raise UserError("tune: --lm needs --lexicon here (a word LM scores lexicon words; for a char LM use eval)")
-    refs, log_probs, lens = posteriors(model, tokenizer, config, args.dev)
-    base = {"beam_size": args.beam, "lexicon": args.lexicon, "lm": args.lm, "beam_threshold": args.beam_threshold,
-            "token_min_logp": args.token_min_logp}
-    grid = {"lm_weight": args.lm_weights if args.lm else [0.0], "word_score": args.word_scores,
-            "oov_margin": args.oov_margins}
+    refs, log_probs, lens = posteriors(model, tokenizer, config, dev)
+    base = {"beam_size": beam, "lexicon": lexicon, "lm": lm, "beam_threshold": beam_threshold,
+            "token_min_logp": token_min_logp}
+    grid = {"lm_weight": list(lm_weights) if lm else [0.0], "word_score": list(word_scores),
+            "oov_margin": list(oov_margins)}
     greedy = error_rates(refs, [tokenizer.decode(ids) for ids in greedy_decode(log_probs, lens)])
-    (best, best_rates), tried = grid_search(tokenizer, base, grid, refs, log_probs, lens, args.workers)
-    print(f"dev {args.dev}: greedy WER {100 * greedy.wer:.2f} %", file=sys.stderr)
+    (best, best_rates), tried = grid_search(tokenizer, base, grid, refs, log_probs, lens, workers)
+    print(f"dev {dev}: greedy WER {100 * greedy.wer:.2f} %", file=sys.stderr)
     for setting, rates in tried:
         mark = "  <- chosen" if setting == best else ""
         print("  " + ", ".join(f"{k} {v:g}" for k, v in setting.items()) + f": WER {100 * rates.wer:.2f} %, "
               f"CER {100 * rates.cer:.2f} %{mark}", file=sys.stderr)
-    store_decoding(args.bundle, BeamConfig(**base, **best), best_rates.wer)
-    print(f"{args.bundle}: decoding stored (beam {args.beam}, threshold {args.beam_threshold:g}, "
-          + ", ".join(f"{k} {v:g}" for k, v in best.items())
-          + f"; dev WER {100 * best_rates.wer:.2f} % vs greedy {100 * greedy.wer:.2f} %)")
-
-
-def add_parser(commands) -> None:
-    p = commands.add_parser(
-        "tune", help="grid-search LM weight and word score on dev; store the best decoder in the bundle",
-        description="Beam search over the lexicon (and LM) for each grid point on the dev manifest; the setting "
-                    "with the lowest dev WER is written into the bundle together with the lexicon and LM text, and "
-                    "`transcribe` / `eval --tuned` then decode with it. Never tune on test.")
-    p.add_argument("bundle", help="model bundle, rewritten in place (atomically)")
-    p.add_argument("dev", help="dev manifest (JSONL)")
-    p.add_argument("--lexicon", required=True, help="lexicon file (`speechrnn lm lexicon`)")
-    p.add_argument("--lm", help="word ARPA LM (`speechrnn lm build`); without it only the word score is tuned")
-    p.add_argument("--beam", type=int, default=50, help="beam size (50)")
-    p.add_argument("--lm-weights", type=float, nargs="+", default=LM_WEIGHTS, metavar="W",
-                   help=f"LM weights to try ({' '.join(f'{w:g}' for w in LM_WEIGHTS)})")
-    p.add_argument("--word-scores", type=float, nargs="+", default=WORD_SCORES, metavar="S",
-                   help=f"word scores to try ({' '.join(f'{s:g}' for s in WORD_SCORES)})")
-    p.add_argument("--beam-threshold", type=float, default=BeamConfig.beam_threshold, metavar="T",
-                   help=f"drop hypotheses this far below the best ({BeamConfig.beam_threshold:g}; pyctcdecode: 10)")
-    p.add_argument("--token-min-logp", type=float, default=None, metavar="L",
-                   help="per frame, try tokens below log-prob L only where needed (default: try all; pyctcdecode: "
-                        "-5, several times faster on a peaky model; check dev WER)")
-    p.add_argument("--oov-margins", type=float, nargs="+", default=[float("inf")], metavar="M",
-                   help="open vocabulary: keep the lexicon-free transcript when its CTC log-likelihood beats the "
-                        "lexicon hypothesis' by more than M; margins to try (default: inf = never)")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes (2)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (default: torch's)")
-    p.set_defaults(run=run)
+    store_decoding(bundle, BeamConfig(**base, **best), best_rates.wer)
+    return (f"{bundle}: decoding stored (beam {beam}, threshold {beam_threshold:g}, "
+            + ", ".join(f"{k} {v:g}" for k, v in best.items())
+            + f"; dev WER {100 * best_rates.wer:.2f} % vs greedy {100 * greedy.wer:.2f} %)")

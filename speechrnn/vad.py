@@ -1,6 +1,7 @@
 """Voice-activity detection and cutting audio into speech segments, for long recordings and the microphone demo.
 
-A VAD is any object with two members (`EnergyVAD` here; `tagger.TaggerVAD`, a trained frame tagger, is the other):
+A VAD is any object with two members (`EnergyVAD` here; `tasks.tagger.inference.TaggerVAD`, a trained frame tagger,
+is the other):
 
     frame_shift                              seconds per frame; frame i is centred at i * frame_shift
     speech_probability(samples, rate)        mono float32 (N,) -> (n_frames,) in [0, 1]
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .errors import UserError
+from .tasks.tagger.inference import TaggerVAD
 
 
 class EnergyVAD:
@@ -79,15 +83,11 @@ def trailing_min(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def load_vad(spec: str = "energy", device: str = "cpu"):
-    """"energy" -> EnergyVAD(); otherwise the path of a frame-tagger bundle (`python -m speechrnn.tagger train`)."""
+    """"energy" -> EnergyVAD(); otherwise the path of a frame-tagger bundle (`speechrnn tagger train`)."""
     if spec == "energy":
         return EnergyVAD()
-    from .errors import UserError
-
     if not Path(spec).is_file():
         raise UserError(f"--vad {spec}: neither 'energy' nor a frame-tagger bundle file")
-    from .tagger import TaggerVAD
-
     return TaggerVAD.load(spec, device)
 
 

@@ -17,7 +17,7 @@ from speechrnn.errors import ConfigError, UserError
 from speechrnn.model import build_model
 from speechrnn.recognizer import Recognizer
 from speechrnn.text import Tokenizer
-from speechrnn.train import init_weights_from
+from speechrnn.tasks.ctc import init_weights_from
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -131,7 +131,7 @@ def test_add_aligner_refuses_a_mismatched_pair(pair, tmp_path):
 
 
 def test_ctc_on_unnormalised_scores_gets_its_true_gradient():
-    from speechrnn.train import ctc_gradient_fix
+    from speechrnn.tasks.ctc import ctc_gradient_fix
 
     torch.manual_seed(0)
     scores = torch.randn(2, 7, 5, dtype=torch.double, requires_grad=True)  # (B, T, V), not log-softmax
@@ -162,7 +162,7 @@ def test_prior_follows_the_mean_posterior_of_valid_frames():
 
 
 def test_edge_silence_puts_the_separator_around_each_target():
-    from speechrnn.train import with_edge_token
+    from speechrnn.tasks.ctc import with_edge_token
 
     tokens = torch.tensor([[3, 4, 5], [6, 0, 0]])  # (B, L) padded with 0
     edged, lens = with_edge_token(tokens, torch.tensor([3, 1]), 1)

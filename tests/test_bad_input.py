@@ -21,7 +21,7 @@ from speechrnn.model import ModelConfig, build_speech_model
 from speechrnn.features import FeatureConfig
 from speechrnn.rnn import RNNConfig
 from speechrnn.text import TextConfig, Tokenizer
-from speechrnn.train import ctc_frames_needed, keep_trainable
+from speechrnn.tasks.ctc import ctc_frames_needed, keep_trainable
 
 REQUIRED = ["data.train_manifest=x", "data.dev_manifest=y"]
 TINY = REQUIRED + ["model.rnn.hidden_size=16", "model.rnn.num_layers=1", "model.conv_channels=4"]
@@ -323,7 +323,7 @@ def test_cli_refuses_bundle_of_another_version(bundle, tmp_path):
 
 
 def test_load_model_refuses_incomplete_bundle(tmp_path):
-    from speechrnn.recognizer import load_model
+    from speechrnn.bundle import load_model
 
     path = tmp_path / "incomplete.pt"
     torch.save({"format": FORMAT, "version": VERSION}, path)

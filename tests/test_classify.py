@@ -1,4 +1,4 @@
-"""Sequence classification (speechrnn.classify) and the FSDD fold manifests (data_prep/fsdd.py): masked pooling
+"""Sequence classification (speechrnn.tasks.classify) and the FSDD fold manifests (data_prep/fsdd.py): masked pooling
 gives a padded batch what each utterance alone gets, attention weights live on valid frames only, the folds are
 speaker-disjoint and reproducible, and a few real clips train with a falling loss into a bundle that scores the same
 (and a killed run resumes to the same model); adaptation to a new speaker (`adapt`) self-trains on recordings without
@@ -15,16 +15,31 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechrnn import classify
 from speechrnn.audio import load_audio
 from speechrnn.bundle import atomic_save
-from speechrnn.classify import (AttentionPooling, MeanPooling, add_noise, build_classifier, confident_labels,
-                                load_classifier, load_classify_config, main, train)
+from speechrnn.cli import main as cli_main
+from speechrnn.training import loop as training_loop
+from speechrnn.tasks.classify.inference import load_classifier
+from speechrnn.tasks.classify.model import AttentionPooling, MeanPooling, build_classifier
+from speechrnn.tasks.classify.task import add_noise, confident_labels, load_classify_config, train
 from speechrnn.data import collate, read_manifest, write_manifest
 from speechrnn.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "recipes" / "fsdd" / "conf" / "default.yaml"
+
+
+def run_cli(group: str, argv: list[str]) -> int:
+    """`speechrnn GROUP ARGV...` in this process; its exit status."""
+    try:
+        cli_main([group, *map(str, argv)])
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_cli("classify", argv)
 
 
 def load_fsdd_prep():
@@ -213,7 +228,7 @@ def test_training_on_a_few_real_clips_lowers_the_loss_and_the_bundle_scores_the_
             raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(classify, "atomic_save", save_then_die)
+        patch.setattr(training_loop, "atomic_save", save_then_die)
         with pytest.raises(Killed):
             train(tiny_config(tmp_path, tmp_path / "killed", *augmented))
     assert len((tmp_path / "killed" / "train_log.jsonl").read_text().splitlines()) == 3
@@ -274,10 +289,10 @@ def test_eval_refuses_a_bundle_that_is_not_a_classifier(tmp_path, capsys):
     assert "not a sequence-classifier bundle" in capsys.readouterr().err
 
 
-def test_init_from_a_recognizer_bundle_copies_its_front_end_and_encoder(tmp_path):
-    """model.init_from: the classifier takes the CTC bundle's features, encoder shape and weights (not its head)."""
+def test_encoder_from_a_recognizer_bundle_copies_its_front_end_and_encoder(tmp_path):
+    """model.encoder_from: the classifier takes the CTC bundle's features, encoder shape and weights (not its head)."""
     from speechrnn.bundle import save_bundle
-    from speechrnn.classify import load_pretrained_encoder
+    from speechrnn.tasks.classify.model import load_pretrained_encoder
     from speechrnn.config import load_config, to_dict
     from speechrnn.model import build_model
     from speechrnn.text import TextConfig, Tokenizer
@@ -289,7 +304,7 @@ def test_init_from_a_recognizer_bundle_copies_its_front_end_and_encoder(tmp_path
     recognizer = build_model(len(tokenizer), speech)
     bundle = tmp_path / "speech.pt"
     save_bundle(bundle, recognizer.state_dict(), to_dict(speech), tokenizer.to_dict())
-    config = load_classify_config(CONF, ["data.train_manifest=x", "data.dev_manifest=x", f"model.init_from={bundle}",
+    config = load_classify_config(CONF, ["data.train_manifest=x", "data.dev_manifest=x", f"model.encoder_from={bundle}",
                                          "model.rnn.dropout=0.3"])
     weights = load_pretrained_encoder(config)
     assert config.features.n_mels == 24 and config.features.sample_rate == speech.features.sample_rate

@@ -11,7 +11,7 @@ import torch
 
 from speechrnn.config import load_config
 from speechrnn.data import read_manifest, write_manifest
-from speechrnn.train import train
+from speechrnn.tasks.ctc import train
 
 REPO = Path(__file__).resolve().parents[1]
 

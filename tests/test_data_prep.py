@@ -1,6 +1,5 @@
 """data_prep/an4.py and data_prep/yesno.py: on the real shared corpora and on tiny fake trees."""
 
-import importlib.util
 import io
 import subprocess
 import sys
@@ -11,30 +10,17 @@ import numpy as np
 import pytest
 import soundfile
 
-REPO = Path(__file__).resolve().parents[1]
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # a checkout without installing: use the repository root
-    sys.path.insert(0, str(REPO))
+import an4  # data_prep/an4.py: pyproject's pytest pythonpath lists data_prep/
+import yesno
+from speechrnn.data import read_manifest
 
-from speechrnn.data import read_manifest  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SHARED = REPO.parent / "shared" / "data"
 AN4 = SHARED / "an4"
 YESNO = SHARED / "yesno"
 needs_an4 = pytest.mark.skipif(not (AN4 / "etc").is_dir(), reason=f"AN4 not found at {AN4}")
 needs_yesno = pytest.mark.skipif(not (YESNO / "waves_yesno").is_dir(), reason=f"yesno not found at {YESNO}")
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"data_prep_{name}", REPO / "data_prep" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-an4 = load_script("an4")
-yesno = load_script("yesno")
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:

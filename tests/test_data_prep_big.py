@@ -2,7 +2,6 @@
 (LibriSpeech: <subset>/<spk>/<chapter>/<spk>-<chapter>.trans.txt + .flac; Common Voice: *.tsv + clips/*.mp3),
 made from real AN4 recordings."""
 
-import importlib.util
 import json
 import os
 import re
@@ -13,27 +12,14 @@ from pathlib import Path
 import pytest
 import soundfile
 
-REPO = Path(__file__).resolve().parents[1]
-try:
-    import speechrnn  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # a checkout without installing: use the repository root
-    sys.path.insert(0, str(REPO))
+import librispeech  # data_prep/librispeech.py: pyproject's pytest pythonpath lists data_prep/
+import commonvoice
+from speechrnn.data import read_manifest
 
-from speechrnn.data import read_manifest  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 HAS_MP3 = "MP3" in soundfile.available_formats()
 needs_mp3 = pytest.mark.skipif(not HAS_MP3, reason="this libsndfile cannot write/read MP3 (needs >= 1.1)")
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"data_prep_{name}", REPO / "data_prep" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-librispeech = load_script("librispeech")
-commonvoice = load_script("commonvoice")
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from speechrnn.decode import BeamConfig, BeamDecoder, greedy_decode, write_lexicon
+from speechrnn.decode import BeamConfig, BeamDecoder, greedy_decode
+from speechrnn.decoder_files import write_lexicon
 from speechrnn.errors import UserError
 from speechrnn.lm import write_arpa
 from speechrnn.text import TextConfig, Tokenizer
@@ -224,7 +225,7 @@ def test_hotword_errors(tmp_path):
         BeamDecoder(tokenizer, BeamConfig(hotwords={"YES": 2.0}))
     with pytest.raises(UserError, match=r"hotword 'YES!Z' cannot be recognised: the model has no 'Z'"):
         BeamDecoder(tokenizer, BeamConfig(lexicon=str(lexicon), hotwords={"YES!Z": 2.0}))
-    from speechrnn.cli import parse_hotwords
+    from speechrnn.cli.common import parse_hotwords
     assert parse_hotwords(["YES", "NO:2.5"]) == {"YES": 5.0, "NO": 2.5}
     with pytest.raises(UserError, match="must be a number"):
         parse_hotwords(["NO:lots"])

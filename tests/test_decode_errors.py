@@ -8,8 +8,9 @@ import re
 import pytest
 import torch
 
-import speechrnn.decode as decode
-from speechrnn.decode import BeamConfig, BeamDecoder, check_lm, flashlight_tokens, write_lexicon
+import speechrnn.decoder_files as decoder_files
+from speechrnn.decode import BeamConfig, BeamDecoder
+from speechrnn.decoder_files import check_lm, flashlight_tokens, write_lexicon
 from speechrnn.errors import UserError
 from speechrnn.lm import build_arpa
 from speechrnn.text import TextConfig, Tokenizer
@@ -77,7 +78,7 @@ def test_kenlm_byte_offset_becomes_a_line_number(tmp_path, lexicon, monkeypatch)
     assert re.match(rf"{re.escape(str(path))}:{bigrams + 2}: the language model could not be loaded: .*DOG", message)
     assert "threw" not in message and "Byte:" not in message
 
-    monkeypatch.setattr(decode, "ARPA_CHECK_MAX_BYTES", 0)
+    monkeypatch.setattr(decoder_files, "ARPA_CHECK_MAX_BYTES", 0)
     garbage, line = broken_arpa(tmp_path, "word", "garbage")
     with pytest.raises(UserError) as err:
         BeamDecoder(TOKENIZER, BeamConfig(lm=str(garbage), lexicon=lexicon))

@@ -17,7 +17,10 @@ from speechrnn.config import load_config
 from speechrnn.data import BucketBatchSampler, collate, load_dataset, manifest_texts, read_manifest, write_manifest
 from speechrnn.model import build_model
 from speechrnn.text import Tokenizer
-from speechrnn.train import compute_cmvn, keep_trainable, lr_lambda, make_loader, train
+from speechrnn.data import make_loader
+from speechrnn.tasks.ctc import keep_trainable, train
+from speechrnn.training.cmvn import compute_cmvn
+from speechrnn.training.optim import lr_lambda
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "recipes" / "an4" / "conf" / "default.yaml"
@@ -123,7 +126,7 @@ def test_two_gloo_processes_match_one_process_on_both_ranks_batches(an4_tiny, tm
     started = time.time()
     exp_dir = tmp_path / "ddp"
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "speechrnn.train", str(CONF), *overrides(an4_tiny, exp_dir)],
+                          "-m", "speechrnn", "train", str(CONF), *overrides(an4_tiny, exp_dir)],
                          env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     ddp_seconds = time.time() - started
@@ -167,7 +170,7 @@ import json, os, sys, time
 import torch
 from speechrnn.config import load_config
 from speechrnn.errors import UserError
-from speechrnn.train import train
+from speechrnn.tasks.ctc import train
 
 config_path, overrides, timeout, fault = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 config = load_config(config_path, overrides)

@@ -1,7 +1,6 @@
 """benchmarks/eval_timestamps.py's references: the energy segments and the Silero veto that drops the ones without
 speech (a breath, a click), checked on synthetic audio and one real AN4 file."""
 
-import importlib.util
 from pathlib import Path
 
 import librosa
@@ -9,10 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from benchmarks import eval_timestamps
+
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("eval_timestamps", REPO / "benchmarks" / "eval_timestamps.py")
-eval_timestamps = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(eval_timestamps)
 RATE = 16000
 
 

@@ -18,7 +18,7 @@ from speechrnn.export import (ExportError, OnnxRecognizer, export_onnx, onnx_met
                               to_onnx_bytes)
 from speechrnn.features import FeatureConfig
 from speechrnn.model import build_model
-from speechrnn.recognizer import load_model
+from speechrnn.bundle import load_model
 from speechrnn.text import TextConfig, Tokenizer
 
 TOL = 1e-4

@@ -17,7 +17,7 @@ from speechrnn.ink import InkFeatureConfig, featurize, ink_to_dict, write_ink_st
 from speechrnn.model import build_model
 from speechrnn.recognizer import Recognizer
 from speechrnn.text import TextConfig, Tokenizer
-from speechrnn.train import train
+from speechrnn.tasks.ctc import train
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

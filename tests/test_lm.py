@@ -7,10 +7,11 @@ import re
 
 import pytest
 
+from speechrnn.cli import main as speechrnn_main
 from speechrnn.errors import UserError
 from speechrnn.lm import (
-    BOS, EOS, UNK, FALLBACK_DISCOUNTS, build_arpa, conditional_log10, kn_discounts, load_arpa, main, score,
-    tokenize, write_arpa,
+    BOS, EOS, UNK, FALLBACK_DISCOUNTS, build_arpa, conditional_log10, kn_discounts, load_arpa, score, tokenize,
+    write_arpa,
 )
 
 TINY = ["a b", "a c", "b a"]  # unigram discounts by the closed form, bigram discounts by the fallback
@@ -233,26 +234,26 @@ def test_bad_input():
         build_arpa(["a </s> b"])
 
 
-def test_main(tmp_path, capsys):
+def test_lm_build_in_process(tmp_path, capsys):
     text = tmp_path / "train.txt"
     text.write_text("a b\n\na c\nb a\n")
-    main([str(text), "-o", str(tmp_path / "a.arpa"), "--order", "2"])
+    speechrnn_main(["lm", "build", str(text), "-o", str(tmp_path / "a.arpa"), "--order", "2"])
     summary = capsys.readouterr().out.strip()
     assert "\n" not in summary and "1-grams 6" in summary and "2-grams 8" in summary
 
     manifest = tmp_path / "train.jsonl"
     lines = [json.dumps({"audio_filepath": f"{i}.wav", "text": t}) for i, t in enumerate(TINY)]
     manifest.write_text("\n".join(lines) + "\n")
-    main([str(manifest), "-o", str(tmp_path / "b.arpa"), "--order", "2"])
+    speechrnn_main(["lm", "build", str(manifest), "-o", str(tmp_path / "b.arpa"), "--order", "2"])
     assert (tmp_path / "a.arpa").read_text() == (tmp_path / "b.arpa").read_text()
-    main([str(manifest), "-o", str(tmp_path / "c.arpa"), "--unit", "char"])
+    speechrnn_main(["lm", "build", str(manifest), "-o", str(tmp_path / "c.arpa"), "--unit", "char"])
     assert "3-gram char model" in capsys.readouterr().out
 
     for name, content, message in [("empty.txt", "\n \n", "no sentences"),
                                    ("bad.jsonl", '{"text": "a"}\n{"txt": "b"}\n', "bad.jsonl:2:")]:
         (tmp_path / name).write_text(content)
         with pytest.raises(SystemExit) as exit_info:
-            main([str(tmp_path / name), "-o", str(tmp_path / "x.arpa")])
+            speechrnn_main(["lm", "build", str(tmp_path / name), "-o", str(tmp_path / "x.arpa")])
         assert exit_info.value.code == 2
         error = capsys.readouterr().err.strip()
         assert "\n" not in error and error.startswith("error: ") and message in error

@@ -15,7 +15,7 @@ import soundfile
 import torch
 import torchaudio.functional as AF
 
-from speechrnn.longaudio import StreamResampler, audio_blocks
+from speechrnn.audio import StreamResampler, audio_blocks
 from speechrnn.vad import EnergyVAD, SegmentRules, StreamSegmenter, speech_segments
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

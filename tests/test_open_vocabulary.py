@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from speechrnn.decode import BeamConfig, BeamDecoder, prefer_lexicon_free, write_lexicon
+from speechrnn.decode import BeamConfig, BeamDecoder, prefer_lexicon_free
+from speechrnn.decoder_files import write_lexicon
 from speechrnn.text import TextConfig, Tokenizer
 from speechrnn.tune import grid_search
 

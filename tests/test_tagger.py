@@ -1,4 +1,4 @@
-"""Frame tagging (speechrnn.tagger): speech / non-speech labels from a CTC alignment (blank runs -> silence with the
+"""Frame tagging (speechrnn.tasks.tagger): speech / non-speech labels from a CTC alignment (blank runs -> silence with the
 minimum-length rule), a padded batch tags each valid frame as the utterance alone does and the masked loss ignores
 padding, labels made from a few real AN4 utterances train a tagger whose loss falls into a bundle that TaggerVAD
 loads, and bad labels (a zero-length sequence) are rejected naming the utterance."""
@@ -17,12 +17,28 @@ from speechrnn.config import Config, to_dict
 from speechrnn.data import write_manifest
 from speechrnn.errors import ManifestError
 from speechrnn.model import build_model
-from speechrnn.tagger import (TaggerVAD, build_tagger, ctc_labels, frame_loss, load_tagged, load_tagger_config,
-                              main, make_labels, read_labels, refined_labels, train, write_labels)
+from speechrnn.cli import main as cli_main
+from speechrnn.tasks.tagger.inference import TaggerVAD
+from speechrnn.tasks.tagger.labels import ctc_labels, make_labels, read_labels, refined_labels, write_labels
+from speechrnn.tasks.tagger.model import build_tagger, frame_loss
+from speechrnn.tasks.tagger.task import load_tagged, load_tagger_config, train
 from speechrnn.text import TextConfig, Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "recipes" / "an4" / "conf" / "vad.yaml"
+
+
+def run_cli(group: str, argv: list[str]) -> int:
+    """`speechrnn GROUP ARGV...` in this process; its exit status."""
+    try:
+        cli_main([group, *map(str, argv)])
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_cli("tagger", argv)
 
 
 def test_ctc_labels_blank_runs_are_silence_from_min_silence_on():

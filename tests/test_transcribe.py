@@ -18,8 +18,8 @@ from speechrnn.align import align
 from speechrnn.bundle import load_bundle, save_bundle
 from speechrnn.config import load_config, to_dict
 from speechrnn.model import build_model
-from speechrnn.output import cues, render, timestamp
-from speechrnn.recognizer import Recognizer, Transcript
+from speechrnn.output import Span, Transcript, cues, render, timestamp
+from speechrnn.recognizer import Recognizer
 from speechrnn.text import TextConfig, Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,16 +70,16 @@ def test_align_times_and_confidences_on_known_posteriors():
 def test_frame_shift_is_hop_times_subsampling_exactly():
     """10 ms hop x 4 (two stride-2 convs) = 0.04 s per output frame, with no edge effect (a short probe input
     once gave 0.0390625, and word times drifted 2.3 %)."""
-    from speechrnn.align import frame_shift
+    from speechrnn.model import frame_shift
 
     config = load_config(None, ["data.train_manifest=x", "data.dev_manifest=x", "model.conv_channels=4",
                                 "model.rnn.hidden_size=8", "model.rnn.num_layers=1"])
-    assert frame_shift(build_model(5, config), config) == 0.04
+    model = build_model(5, config)
+    assert model.frame_shift == frame_shift(config) == 0.04 and model.subsampling == model.encoder.subsampling == 4
 
 
 def test_subtitle_cues_and_timestamps():
     assert timestamp(3725.5, ",") == "01:02:05,500" and timestamp(0.0421, ".") == "00:00:00.042"
-    from speechrnn.align import Span
     words = [Span("ONE", 0.0, 0.5, 1.0), Span("TWO", 0.6, 1.0, 1.0), Span("THREE", 3.0, 3.5, 1.0)]
     assert cues(words) == [(0.0, 1.0, "ONE TWO"), (3.0, 3.5, "THREE")]  # a 2 s pause closes a cue
     srt = render(Transcript("x.wav", "ONE TWO THREE", words, 4.0), "srt")
@@ -101,6 +101,34 @@ def test_recognizer_inputs_batching_and_timestamps(bundle, wavs):
         assert [w.text for w in t.words] == t.text.split()
         assert all(0 <= w.start < w.end <= t.duration + 0.05 and 0 <= w.confidence <= 1 for w in t.words)
         assert all(a.end <= b.start for a, b in zip(t.words, t.words[1:]))
+
+
+def test_recognizer_takes_one_input_and_reports_each_inputs_error(bundle, wavs, tmp_path):
+    """transcribe(x) of one path / array gives one Transcript (a path is not read as a list of characters), and
+    transcribe_each yields a bad file's UserError in its place while the others are transcribed, long or short."""
+    from contextlib import nullcontext
+
+    import speechrnn
+    from speechrnn.errors import AudioError
+
+    recognizer = speechrnn.Recognizer.load(bundle, split_over=2.0)  # the package exports it (lazily)
+    first = recognizer.transcribe([wavs[0]])[0]
+    one = recognizer.transcribe(str(wavs[0]))
+    assert isinstance(one, speechrnn.Transcript) and (one.name, one.text) == (str(wavs[0]), first.text)
+    assert recognizer.transcribe(soundfile.read(wavs[0], dtype="float32")[0]).name == "<input 0>"
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....not audio")
+    long_ones = []
+    def long_progress(item, seconds):
+        long_ones.append(item)
+        return nullcontext()
+
+    results = list(recognizer.transcribe_each([wavs[0], broken, wavs[1]], chunk=2, long_progress=long_progress))
+    assert isinstance(results[1], AudioError) and str(broken) in str(results[1])
+    assert [r.name for r in (results[0], results[2])] == [str(wavs[0]), str(wavs[1])]
+    assert long_ones == [w for w in (wavs[0], wavs[1]) if soundfile.info(w).duration > 2.0]
+    with pytest.raises(AudioError):
+        recognizer.transcribe([wavs[0], broken])
 
 
 def test_transcribe_cli_formats_folders_stdin_and_a_bad_file(bundle, wavs, tmp_path):

@@ -2,7 +2,6 @@
 trimmed to the word, the manifest is FSDD's format, and the same seed gives the same files. Needs Debian's espeak-ng
 and flite (.ci/run installs them); without them the test fails rather than skips in CI."""
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -21,10 +20,8 @@ pytestmark = pytest.mark.skipif(not os.environ.get("CI") and not all(map(shutil.
 
 
 def load_prep():
-    spec = importlib.util.spec_from_file_location("tts_digits", REPO / "data_prep" / "tts_digits.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import tts_digits  # data_prep/tts_digits.py (pyproject's pytest pythonpath lists data_prep/)
+    return tts_digits
 
 
 def test_synthetic_digits_are_trimmed_labelled_clips_and_reproducible(tmp_path):

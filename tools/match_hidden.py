@@ -13,7 +13,8 @@ VOCAB = 29  # CTC models: AN4's characters + blank (only the head depends on it)
 def parameters(config_path: str, cell: str | None = None, hidden: int | None = None, classify: bool = False) -> int:
     overrides = ([f"model.rnn.cell={cell}"] if cell else []) + ([f"model.rnn.hidden_size={hidden}"] if hidden else [])
     if classify:
-        from speechrnn.classify import build_classifier, load_classify_config
+        from speechrnn.tasks.classify.model import build_classifier
+        from speechrnn.tasks.classify.task import load_classify_config
 
         config = load_classify_config(config_path, overrides)
         model = build_classifier(len(config.data.classes) or 10, config)

@@ -10,7 +10,7 @@
 #               run resumes
 #   1  attach   speechrnn add-aligner: --model with both aligners inside -> exp/TAG/recognizer.pt
 #   2  check    word times of --model and of exp/TAG/recognizer.pt against two energy boundaries on the test set,
-#               with and without the Silero speech check (benchmarks/eval_timestamps.py --reference trim|vad
+#               with and without the Silero speech check (benchmarks.eval_timestamps --reference trim|vad
 #               --veto none|silero) -> exp/TAG/timestamps.txt
 #
 # Usage: recipes/an4/aligner.sh [--stage N] [--stop-stage M] [--model PATH] [--tag NAME] [key=value ...]
@@ -57,8 +57,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     for veto in none silero; do
       for bundle in "$model" "$exp/recognizer.pt"; do
         echo "== $bundle, --reference $reference --veto $veto"
-        python ../../benchmarks/eval_timestamps.py --bundle "$bundle" --manifest exp/data/test.jsonl \
-          --reference "$reference" --veto "$veto"
+        PYTHONPATH="../..${PYTHONPATH:+:$PYTHONPATH}" python -m benchmarks.eval_timestamps --bundle "$bundle" \
+          --manifest exp/data/test.jsonl --reference "$reference" --veto "$veto"
       done
     done
   done | tee "$exp/timestamps.txt"

@@ -57,7 +57,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   else
     log "stage 2: training into $exp (log: $exp/train_log.jsonl)"
     if [ "$nproc" -gt 1 ]; then  # DistributedDataParallel: gloo on CPU, NCCL with one GPU per process
-      torchrun --standalone --nproc-per-node "$nproc" -m speechrnn.train "$conf" train.exp_dir="$exp" \
+      torchrun --standalone --nproc-per-node "$nproc" -m speechrnn train "$conf" train.exp_dir="$exp" \
         "${overrides[@]}" --resume
     else
       speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
@@ -91,15 +91,6 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: scoring"
-  python - "$exp" <<'PY' | tee "$exp/decode/results.txt"
-import json, sys
-from pathlib import Path
-exp = Path(sys.argv[1])
-for name in ("dev", "test", "dev_lm", "test_lm"):
-    s = json.loads((exp / "decode" / f"{name}.summary.json").read_text())
-    print(f"{exp.name} {name:7}: WER {100 * s['wer']:.2f} % ({s['word_substitutions']} sub, {s['word_deletions']} del, "
-          f"{s['word_insertions']} ins / {s['words']} words), CER {100 * s['cer']:.2f} %, "
-          f"{s['sentence_errors']}/{s['utterances']} utterances wrong")
-PY
+  python local/score.py "$exp" | tee "$exp/decode/results.txt"
   log "done: per-utterance results in $exp/decode/{dev,test}.per_utt.jsonl"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# AN4 speech / non-speech frame tagging (a voice-activity detector) with speechrnn.tagger: one label per 40 ms
+# AN4 speech / non-speech frame tagging (a voice-activity detector) with `speechrnn tagger`: one label per 40 ms
 # encoder frame (Tx = Ty), labels from the CTC forced alignment of the AN4 recognizer that ./run.sh trains.
 #
 # Stages (each is skipped when its output already exists):
@@ -73,27 +73,6 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: summary"
-  python - "$exp" "$labels" <<'PY' | tee "$exp/results.txt"
-import json, sys
-from pathlib import Path
-from speechrnn.bundle import load_bundle
-exp, labels = Path(sys.argv[1]), Path(sys.argv[2])
-extra, config = (b := load_bundle(exp / "model.pt"))["extra"], b["config"]
-rnn = config["model"]["rnn"]
-stats = json.loads((labels / "test.stats.json").read_text())
-print(f"{exp.name}: {rnn['num_layers']} x {'bi' if rnn['bidirectional'] else 'uni'}directional {rnn['cell']} "
-      f"{rnn['hidden_size']}, trained on {Path(config['data']['train_labels']).name}, best epoch {extra['epoch']}, "
-      f"{extra['train_seconds']:.0f} s training")
-print(f"test alignment: first token in frame 0-1 in {100 * stats['first_token_in_first_2_frames']:.0f} % of "
-      f"utterances, median first token - energy onset {stats['start_minus_energy_onset_s']['median']:+.2f} s; "
-      f"raw ctc labels vs energy labels: frame acc {100 * stats['ctc_vs_energy']['accuracy']:.1f} %, "
-      f"speech F1 {100 * stats['ctc_vs_energy']['f1']:.1f} %")
-for name in ("refined", "ctc", "energy"):
-    for who, folder in ((exp.name, exp), ("EnergyVAD", exp.parent / "vad_energyvad")):
-        s = json.loads((folder / "eval" / f"test.{name}.summary.json").read_text())
-        print(f"{who:>10} test vs {name:8}: frame acc {100 * s['accuracy']:.2f} %, speech P {100 * s['precision']:.2f} "
-              f"% R {100 * s['recall']:.2f} % F1 {100 * s['f1']:.2f} % ({s['frames']} frames, {s['utterances']} utts); "
-              f"RTF {s['rtf']:.4f} at {s['threads']} thread(s)")
-PY
+  python local/vad_summary.py "$exp" "$labels" | tee "$exp/results.txt"
   log "done: per-utterance frames in $exp/eval/test.*.per_utt.jsonl"
 fi

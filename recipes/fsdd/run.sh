@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # FSDD (Free Spoken Digit Dataset): spoken-digit classification, speaker-disjoint, with the speech encoder
-# (conv + RNN) and masked pooling (speechrnn.classify). Each speaker in turn is the test speaker of one fold;
+# (conv + RNN) and masked pooling (`speechrnn classify`). Each speaker in turn is the test speaker of one fold;
 # the model trains on the other three and is selected on a dev slice of *their* recordings (indices 0-4).
 #
 # Stages (each is skipped when its output already exists):
@@ -9,7 +9,7 @@
 #               (data_prep/tts_digits.py -> exp/tts) and exp/data/<fold>/train_tts.jsonl = train + those
 #   1  train    one model per fold -> exp/TAG/<fold>/model.pt; a killed run continues from its last.pt
 #   2  eval     each fold's model on its test speaker -> exp/TAG/<fold>/eval/test.summary.json
-#   3  adapt    unsupervised speaker adaptation (`speechrnn.classify adapt`, self-training): the model adapts to
+#   3  adapt    unsupervised speaker adaptation (`speechrnn classify adapt`, self-training): the model adapts to
 #               the test speaker's recordings with index 0-24 (test_a, labels unread) and is scored on 25-49
 #               (test_b), then the other way round; every recording is scored by a model that never heard it
 #               -> exp/TAG/<fold>/eval/adapted_on_{a,b}.summary.json
@@ -93,7 +93,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
       continue
     fi
     log "stage 1: fold $fold (test speaker $fold held out), training on exp/data/$fold/$train_set.jsonl into $exp/$fold"
-    python -m speechrnn.classify train "$conf" data.train_manifest="exp/data/$fold/$train_set.jsonl" \
+    speechrnn classify train "$conf" data.train_manifest="exp/data/$fold/$train_set.jsonl" \
       data.dev_manifest="exp/data/$fold/dev.jsonl" data.test_manifest=null train.exp_dir="$exp/$fold" \
       "${overrides[@]}" --resume
   done
@@ -105,7 +105,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       log "stage 2: fold $fold already scored, skipped"
     else
       log "stage 2: scoring fold $fold on its test speaker"
-      python -m speechrnn.classify eval "$exp/$fold/model.pt" "exp/data/$fold/test.jsonl" --out "$exp/$fold/eval" \
+      speechrnn classify eval "$exp/$fold/model.pt" "exp/data/$fold/test.jsonl" --out "$exp/$fold/eval" \
         --name test
     fi
   done
@@ -120,9 +120,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
         continue
       fi
       log "stage 3: fold $fold: adapting to test_$half (labels unread), scoring test_$other"
-      python -m speechrnn.classify adapt "$exp/$fold/model.pt" "exp/data/$fold/test_$half.jsonl" \
+      speechrnn classify adapt "$exp/$fold/model.pt" "exp/data/$fold/test_$half.jsonl" \
         -o "$exp/$fold/adapted_on_$half.pt" --train-manifest "exp/data/$fold/train.jsonl"
-      python -m speechrnn.classify eval "$exp/$fold/adapted_on_$half.pt" "exp/data/$fold/test_$other.jsonl" \
+      speechrnn classify eval "$exp/$fold/adapted_on_$half.pt" "exp/data/$fold/test_$other.jsonl" \
         --out "$exp/$fold/eval" --name "adapted_on_$half"
     done
   done
@@ -130,36 +130,6 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: summary"
-  python - "$exp" $folds <<'PY' | tee "$exp/results.txt"
-import json, sys
-from pathlib import Path
-from speechrnn.bundle import load_bundle
-exp, folds = Path(sys.argv[1]), sys.argv[2:]
-def summary(fold, name):
-    path = exp / fold / "eval" / f"{name}.summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
-rows = []
-for fold in folds:
-    bundle = load_bundle(exp / fold / "model.pt")
-    halves = [summary(fold, f"adapted_on_{half}") for half in "ab"]
-    adapted = (sum(h["correct"] for h in halves), sum(h["utterances"] for h in halves)) if all(halves) else None
-    rows.append((fold, summary(fold, "test"), adapted, bundle["extra"]))
-model = bundle["config"]["model"]
-rnn = model["rnn"]
-print(f"{exp.name}: {rnn['cell']} {rnn['num_layers']} x {'bi' if rnn['bidirectional'] else 'uni'}directional "
-      f"{rnn['hidden_size']}, {model['pooling']} pooling, trained on {Path(bundle['config']['data']['train_manifest']).name}; "
-      "FSDD speaker-disjoint (train 3 speakers, test the 4th)")
-print(f"{'test speaker':<14}{'accuracy':>9}{'correct':>10}{'adapted':>9}{'correct':>10}{'dev acc':>9}{'epoch':>7}"
-      f"{'train s':>9}")
-for fold, s, adapted, extra in rows:
-    adapted_text = f"{100 * adapted[0] / adapted[1]:>8.2f}%{adapted[0]:>6}/{adapted[1]:<3}" if adapted else f"{'-':>19}"
-    print(f"{fold:<14}{100 * s['accuracy']:>8.2f}%{s['correct']:>6}/{s['utterances']:<3}{adapted_text}"
-          f"{100 * extra['dev_accuracy']:>8.1f}%{extra['epoch']:>7}{extra['train_seconds']:>9.0f}")
-mean = sum(s["accuracy"] for _, s, _, _ in rows) / len(rows)
-line = f"{'mean':<14}{100 * mean:>8.2f}%{'':10}"
-if all(adapted for _, _, adapted, _ in rows):
-    line += f"{100 * sum(a / n for _, _, (a, n), _ in rows) / len(rows):>8.2f}%"
-print(line + f"  over {len(rows)} fold(s); adapted = unsupervised adaptation to the other half of the test speaker")
-PY
+  python local/score.py "$exp" $folds | tee "$exp/results.txt"
   log "done: per-utterance results in $exp/<fold>/eval/*.per_utt.jsonl"
 fi

@@ -51,7 +51,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   else
     log "stage 2: training into $exp (log: $exp/train_log.jsonl)"
     if [ "$nproc" -gt 1 ]; then  # DistributedDataParallel: gloo on CPU, NCCL with one GPU per process
-      torchrun --standalone --nproc-per-node "$nproc" -m speechrnn.train "$conf" train.exp_dir="$exp" \
+      torchrun --standalone --nproc-per-node "$nproc" -m speechrnn train "$conf" train.exp_dir="$exp" \
         "${overrides[@]}" --resume
     else
       speechrnn train "$conf" train.exp_dir="$exp" "${overrides[@]}" --resume
@@ -86,15 +86,7 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: scoring"
-  python - "$exp" <<'PY' | tee "$exp/decode/results.txt"
-import json, sys
-from pathlib import Path
-exp = Path(sys.argv[1])
-for name in ("dev", "test", "dev_lexicon", "test_lexicon"):
-    s = json.loads((exp / "decode" / f"{name}.summary.json").read_text())
-    print(f"{exp.name} {name:12}: CER {100 * s['cer']:.2f} %, word error {100 * s['sentence_errors'] / s['utterances']:.2f} % "
-          f"({s['sentence_errors']}/{s['utterances']} words with any character wrong)")
-PY
+  python local/score.py "$exp" | tee "$exp/decode/results.txt"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

@@ -32,7 +32,5 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ ! -f "$exp/decode/test.sum
   speechrnn eval "$exp/model.pt" exp/data/test.jsonl --out "$exp/decode" --name test --beam 8 --lexicon "$exp/words.lex"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  for name in test_greedy test; do
-    python -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"yesno {sys.argv[2]}: {s['word_substitutions']+s['word_deletions']+s['word_insertions']} word errors / {s['words']} words (WER {100*s['wer']:.2f} %)\")" "$exp/decode/$name.summary.json" "$name"
-  done | tee "$exp/decode/results.txt"
+  python local/score.py "$exp/decode" test_greedy test | tee "$exp/decode/results.txt"
 fi

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from speechrnn.recognizer import load_model
+from speechrnn.bundle import load_model
 
 
 def main(folders: list[str]) -> None:

@@ -1,0 +1,39 @@
+"""`speechrnn` command line: train | stats | plot | eval | tune | transcribe | align | lm | add-aligner | export |
+plot-ink | classify | tagger | serve | mic.
+
+One parser: each module of this package registers its command group with `add_parsers(commands)`, every command
+with `set_defaults(run=handler)`. Handlers import the library (and torch) when they run, never here, so that
+`speechrnn --help` and `speechrnn COMMAND --help` answer at once."""
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import UserError
+from . import bundle, classify, evaluate, ink, lm, mic, serve, tagger, train, transcribe
+
+EPILOG = "Run `speechrnn COMMAND --help` for a command's options. Recipes: recipes/<corpus>/run.sh."
+COMMAND_GROUPS = (train, evaluate, transcribe, lm, bundle, ink, classify, tagger, serve, mic)  # in --help's order
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechrnn", description=__doc__.split("\n\n")[0], epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"speechrnn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in COMMAND_GROUPS:
+        group.add_parsers(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse `argv` (default: sys.argv[1:]) and run the command. A UserError is one line on stderr and exit
+    status 2; Ctrl-C exits with 130."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        args.run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,29 @@
+"""`speechrnn serve`: a web page to try models."""
+
+from .common import add_command, add_device_option
+
+
+def cmd_serve(args) -> None:
+    """Serve one page where you record speech (Record, then Stop; or choose an audio file) and write with a mouse,
+    pen or finger (Recognise), and see what the models read, with word times and confidences for speech. Open the
+    printed address in a browser; Ctrl-C stops. The page calls a JSON API, usable without it: POST /api/transcribe
+    (an audio file as the body) and POST /api/ink ({"strokes": [[[x, y, t], ...], ...]}); see speechrnn/serve.py."""
+    from ..serve import serve
+
+    serve(args.bundles, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+
+
+def add_parsers(commands) -> None:
+    p = add_command(commands, "serve", cmd_serve, "a web page to try models: record speech, write on a canvas",
+                    epilog="Browsers give the microphone only to https:// and localhost pages: to record from another "
+                           "machine, tunnel the port (ssh -L 8000:127.0.0.1:8000 HOST) rather than using --host.")
+    p.add_argument("bundles", nargs="*", metavar="BUNDLE",
+                   help="a speech and/or a handwriting bundle (default: the shipped AN4 and UNIPEN models)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                        "network, without any access control)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
+                   help="largest upload accepted, in MB (default 50, about 8 minutes of 48 kHz 16-bit audio); "
+                        "larger ones get HTTP 413")
+    add_device_option(p, default="cpu", meaning="default: cpu")

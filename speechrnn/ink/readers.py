@@ -1,0 +1,358 @@
+"""Online handwriting ("ink"): the Ink type, its validation, and the readers and writers of its file formats.
+
+An `Ink` is a list of strokes (pen-down traces), each an (N, 2) or (N, 3) float array of x, y[, t] with t in
+seconds. Readers:
+  - `read_inkml(path)`             W3C InkML `<trace>` elements, optional `<annotation type="truth">`;
+  - `read_iam_ondb(strokes_xml)`   IAM-OnDB lineStrokes XML; `read_iam_ascii(path)` its transcription (`CSR:` block);
+  - `read_json(path)` / `write_json(ink, path)`  `{"strokes": [[[x, y, t], ...], ...], "text": ...}`;
+  - `InkStore(path)` / `write_ink_store(path, inks)`  many inks in one `.npz` (what data_prep/unipen.py writes;
+    manifest lines name it in `ink_filepath` and the item in `ink_index`); `load_ink(entry)` reads either form.
+UNIPEN `.dat` files are read by speechrnn/ink/unipen.py.
+
+Coordinate conventions: UNIPEN's y axis points up, screen formats (IAM-OnDB, most InkML) point down. The
+features (speechrnn/ink/features.py) use y up: pass `flip_y=True` for y-down sources.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+class InkError(UserError):
+    """Ink that cannot be read or used (malformed file, empty or degenerate trace)."""
+
+
+@dataclass
+class Ink:
+    """Strokes (pen-down traces), each an (N, 2) or (N, 3) float array of x, y[, t seconds]; optional transcript."""
+
+    strokes: list[np.ndarray]
+    text: str | None = None
+
+    @property
+    def num_points(self) -> int:
+        return int(sum(len(s) for s in self.strokes))
+
+    @property
+    def has_time(self) -> bool:
+        shapes = [np.shape(s) for s in self.strokes if len(s)]
+        return bool(shapes) and all(len(shape) == 2 and shape[1] >= 3 for shape in shapes)
+
+
+
+def check_ink(ink: Ink, where: str) -> Ink:
+    """Raise InkError (one line, starting with `where`) unless `ink` has at least two finite points in strokes of
+    shape (N, 2) or (N, 3), all with the same channels, and time never goes backwards within a stroke."""
+    if not isinstance(ink.strokes, (list, tuple)):
+        raise InkError(f"{where}: strokes must be a list of (N, 2) or (N, 3) arrays, not {type(ink.strokes).__name__}")
+    widths = set()
+    total = 0
+    for k, stroke in enumerate(ink.strokes):
+        shape = np.shape(stroke)
+        if len(shape) == 1 and shape[0] == 0:  # an empty stroke ([]) is harmless: features skip it
+            continue
+        if len(shape) != 2 or shape[1] not in (2, 3):
+            raise InkError(f"{where}: stroke {k} has shape {shape}, expected (N, 2) or (N, 3) points of x, y[, t]")
+        if shape[0] == 0:
+            continue
+        widths.add(shape[1])
+        total += shape[0]
+    if total == 0:
+        raise InkError(f"{where}: no points (empty ink); drop it or fix the source")
+    if total == 1:
+        raise InkError(f"{where}: a single point, too little ink to recognise; drop it or fix the source")
+    if len(widths) > 1:
+        raise InkError(f"{where}: strokes mix (N, 2) and (N, 3) points; give all strokes a time channel or none")
+    for k, stroke in enumerate(ink.strokes):
+        stroke = np.asarray(stroke, dtype=np.float64)
+        if stroke.size == 0:
+            continue
+        if not np.isfinite(stroke).all():
+            row = int(np.nonzero(~np.isfinite(stroke).all(axis=1))[0][0])
+            raise InkError(f"{where}: stroke {k} point {row} is not finite ({stroke[row].tolist()}); fix the source")
+        if stroke.shape[1] == 3 and len(stroke) > 1:
+            back = np.nonzero(np.diff(stroke[:, 2]) < 0)[0]
+            if len(back):
+                i = int(back[0])
+                raise InkError(f"{where}: stroke {k}: time goes backwards at point {i + 1} "
+                               f"({stroke[i + 1, 2]:g} s after {stroke[i, 2]:g} s)")
+    return ink
+
+
+
+def text_from_bytes(data: bytes) -> str:
+    """File bytes as text: UTF-8, or Latin-1 when they are not UTF-8 (older corpora)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+
+# ---------------------------------------------------------------------------------------------------- XML formats
+
+def _local(tag) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _parse_xml(path: Path, what: str) -> ET.Element:
+    try:
+        return ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise InkError(f"{path}: not {what} (XML error: {err})") from None
+    except OSError as err:
+        raise InkError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def read_inkml(path: str | Path) -> Ink:
+    """W3C InkML: every `<trace>` (inside trace groups too) in document order; channels from the first
+    `<traceFormat>` (default X Y; a T channel becomes the time column, relative to the first point); text from
+    the top-level `<annotation type="truth">`, else None."""
+    path = Path(path)
+    root = _parse_xml(path, "InkML")
+    if _local(root.tag) != "ink":
+        raise InkError(f"{path}: not InkML (root element <{_local(root.tag)}>, expected <ink>)")
+    channels = []
+    for element in root.iter():
+        if _local(element.tag) == "traceFormat":
+            channels = [(c.get("name") or "").upper() for c in element.iter() if _local(c.tag) == "channel"]
+            break
+    channels = channels or ["X", "Y"]
+    if "X" not in channels or "Y" not in channels:
+        raise InkError(f"{path}: traceFormat has no X and Y channels ({' '.join(channels)})")
+    ix, iy = channels.index("X"), channels.index("Y")
+    it = channels.index("T") if "T" in channels else None
+    strokes = []
+    for k, trace in enumerate(e for e in root.iter() if _local(e.tag) == "trace"):
+        rows = []
+        for point in (trace.text or "").split(","):
+            values = point.split()
+            if not values:
+                continue
+            try:
+                numbers = [float(v) for v in values]
+            except ValueError:
+                raise InkError(f"{path}: trace {k}: point {point.strip()!r} is not plain numbers "
+                               f"(difference-encoded traces are not supported)") from None
+            if len(numbers) <= max(ix, iy, it if it is not None else 0):
+                raise InkError(f"{path}: trace {k}: point {point.strip()!r} has fewer values than the "
+                               f"{len(channels)} channels {' '.join(channels)}")
+            rows.append([numbers[ix], numbers[iy]] + ([numbers[it]] if it is not None else []))
+        if rows:
+            strokes.append(np.array(rows, dtype=np.float64))
+    if it is not None and strokes:
+        t0 = strokes[0][0, 2]
+        for stroke in strokes:
+            stroke[:, 2] -= t0
+    text = None
+    for child in root:
+        if _local(child.tag) == "annotation" and child.get("type") == "truth":
+            text = (child.text or "").strip()
+            break
+    return check_ink(Ink(strokes, text), str(path))
+
+
+def read_iam_ondb(strokes_xml: str | Path) -> Ink:
+    """IAM-OnDB lineStrokes XML (`<StrokeSet><Stroke><Point x= y= time=/>`): screen coordinates (y down), time in
+    seconds relative to the first point; text None (see `read_iam_ascii`)."""
+    path = Path(strokes_xml)
+    root = _parse_xml(path, "IAM-OnDB strokes XML")
+    strokes = []
+    sets = [e for e in root.iter() if _local(e.tag) == "StrokeSet"]
+    if not sets:
+        raise InkError(f"{path}: no <StrokeSet> element; not an IAM-OnDB lineStrokes file")
+    has_time = None
+    for k, stroke in enumerate(e for s in sets for e in s if _local(e.tag) == "Stroke"):
+        rows = []
+        for point in stroke:
+            if _local(point.tag) != "Point":
+                continue
+            try:
+                row = [float(point.get("x")), float(point.get("y"))]
+                if point.get("time") is not None:
+                    row.append(float(point.get("time")))
+            except (TypeError, ValueError):
+                raise InkError(f"{path}: stroke {k}: <Point> needs numeric x and y, got {point.attrib}") from None
+            if has_time is None:
+                has_time = len(row) == 3
+            rows.append(row[:3] if has_time else row[:2])
+        if rows:
+            if has_time and any(len(r) < 3 for r in rows):
+                raise InkError(f"{path}: stroke {k}: some <Point>s lack a time attribute")
+            strokes.append(np.array(rows, dtype=np.float64))
+    if has_time and strokes:
+        t0 = strokes[0][0, 2]
+        for stroke in strokes:
+            stroke[:, 2] -= t0
+    return check_ink(Ink(strokes), str(path))
+
+
+def read_iam_ascii(path: str | Path) -> list[str]:
+    """The text lines of the `CSR:` block of an IAM-OnDB ascii transcription file."""
+    path = Path(path)
+    try:
+        lines = text_from_bytes(path.read_bytes()).splitlines()
+    except OSError as err:
+        raise InkError(f"{path}: cannot read ({err.strerror or err})") from None
+    for n, line in enumerate(lines):
+        if line.strip() == "CSR:":
+            out = []
+            for text in lines[n + 1:]:
+                text = text.strip()
+                if not text:
+                    if out:
+                        break
+                    continue
+                out.append(text)
+            return out
+    raise InkError(f"{path}: no 'CSR:' block; not an IAM-OnDB ascii transcription")
+
+
+# ---------------------------------------------------------------------------------------------------- JSON / npz
+
+def read_json(path: str | Path) -> Ink:
+    """`{"strokes": [[[x, y(, t)], ...], ...], "text": optional}`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InkError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InkError(f"{path}: not JSON ({err})") from None
+    return ink_from_dict(data, str(path))
+
+
+INK_READERS = {".json": read_json, ".inkml": read_inkml, ".xml": read_iam_ondb}
+
+
+def read_ink(path: str | Path) -> Ink:
+    """One ink file, read by its extension: .json (this toolkit's form), .inkml (W3C), .xml (IAM-OnDB lineStrokes)."""
+    reader = INK_READERS.get(Path(path).suffix.lower())
+    if reader is None:
+        raise InkError(f"{path}: unknown ink file type; expected one of {', '.join(INK_READERS)}")
+    if not Path(path).is_file():
+        raise InkError(f"{path}: file not found")
+    return reader(path)
+
+
+def ink_from_dict(data, where: str) -> Ink:
+    if not isinstance(data, dict) or not isinstance(data.get("strokes"), list):
+        raise InkError(f"{where}: expected an object with a \"strokes\" list")
+    strokes = []
+    for k, stroke in enumerate(data["strokes"]):
+        try:
+            arr = np.array(stroke, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise InkError(f"{where}: stroke {k} is not a list of [x, y] or [x, y, t] numbers") from None
+        if arr.size == 0:
+            continue
+        strokes.append(arr)
+    text = data.get("text")
+    if text is not None and not isinstance(text, str):
+        raise InkError(f"{where}: \"text\" must be a string")
+    return check_ink(Ink(strokes, text), where)
+
+
+def ink_to_dict(ink: Ink, decimals: int | None = None) -> dict:
+    strokes = [np.asarray(s, dtype=np.float64) for s in ink.strokes]
+    if decimals is not None:
+        strokes = [np.round(s, decimals) for s in strokes]
+    out = {"strokes": [s.tolist() for s in strokes]}
+    if ink.text is not None:
+        out["text"] = ink.text
+    return out
+
+
+def write_json(ink: Ink, path: str | Path, decimals: int | None = None) -> None:
+    """Write `ink` as JSON; `decimals` rounds coordinates (and times) to save space."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ink_to_dict(ink, decimals), ensure_ascii=False), encoding="utf-8")
+
+
+def write_ink_store(path: str | Path, inks: list[Ink], ids: list[str] | None = None) -> None:
+    """Many inks in one compressed `.npz`: `points` float32 (P, 3) x, y, t (t NaN for inks without time),
+    `stroke_starts` (S + 1) offsets into points, `ink_starts` (N + 1) offsets into strokes, `has_time` (N),
+    and `ids` (N) when given. float32 holds tablet integer coordinates exactly."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    total = sum(len(s) for ink in inks for s in ink.strokes)
+    points = np.full((total, 3), np.nan, dtype=np.float32)
+    stroke_starts, ink_starts, has_time = [0], [0], []
+    at = 0
+    for ink in inks:
+        cols = 3 if ink.has_time else 2
+        has_time.append(cols == 3)
+        for stroke in ink.strokes:
+            if len(stroke) == 0:
+                continue
+            points[at: at + len(stroke), :cols] = np.asarray(stroke)[:, :cols]
+            at += len(stroke)
+            stroke_starts.append(at)
+        ink_starts.append(len(stroke_starts) - 1)
+    arrays = dict(points=points, stroke_starts=np.array(stroke_starts, dtype=np.int64),
+                  ink_starts=np.array(ink_starts, dtype=np.int64), has_time=np.array(has_time, dtype=bool))
+    if ids is not None:
+        arrays["ids"] = np.array(ids, dtype=str)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+class InkStore:
+    """Random access to the inks of a `write_ink_store` file (loaded into memory once)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                self.points = data["points"]
+                self.stroke_starts = data["stroke_starts"]
+                self.ink_starts = data["ink_starts"]
+                self.has_time = data["has_time"]
+                self.ids = data["ids"] if "ids" in data.files else None
+        except (OSError, ValueError, KeyError) as err:
+            raise InkError(f"{self.path}: not an ink store written by write_ink_store ({err})") from None
+
+    def __len__(self) -> int:
+        return len(self.ink_starts) - 1
+
+    def __getitem__(self, index: int) -> Ink:
+        if not 0 <= index < len(self):
+            raise InkError(f"{self.path}: ink index {index} out of range (the store holds {len(self)})")
+        cols = 3 if self.has_time[index] else 2
+        s0, s1 = self.ink_starts[index], self.ink_starts[index + 1]
+        starts = self.stroke_starts[s0: s1 + 1]
+        return Ink([self.points[a:b, :cols].astype(np.float64) for a, b in zip(starts[:-1], starts[1:])])
+
+
+_STORES: dict[str, InkStore] = {}
+
+
+def load_ink(entry: dict) -> Ink:
+    """The ink of a manifest line: inline `"ink": {"strokes": ...}`, `ink_filepath` + `ink_index` into an
+    InkStore (cached per file), or `ink_filepath` to a .json/.inkml file. `text` comes from the entry."""
+    where = f"manifest entry {entry.get('id', '?')}"
+    if "ink" in entry:
+        ink = ink_from_dict(entry["ink"], where)
+    elif "ink_filepath" in entry:
+        path = str(entry["ink_filepath"])
+        if "ink_index" in entry:
+            if path not in _STORES:
+                _STORES[path] = InkStore(path)
+            ink = _STORES[path][int(entry["ink_index"])]
+        elif path.endswith(".inkml"):
+            ink = read_inkml(path)
+        else:
+            ink = read_json(path)
+    else:
+        raise InkError(f"{where}: has neither \"ink\" nor \"ink_filepath\"")
+    if "text" in entry:
+        ink.text = entry["text"]
+    return ink

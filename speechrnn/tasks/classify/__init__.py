@@ -1,0 +1,2 @@
+"""Utterance classification (one label per recording): model, training task (with speaker adaptation) and
+inference."""
