@@ -64,7 +64,7 @@ class TrainConfig:
     # plain). Off: on CPU training steps measured no faster (0.97-1.11x), inference ~10% slower, after ~25 s of
     # compiling (benchmarks/bench_compile.py); CUDA is not measured yet
     threads: int = 0  # torch CPU threads (0 = torch's default)
-    init_from: Optional[str] = None  # a recognizer bundle whose weights start a new run (train.init_weights_from)
+    init_from: Optional[str] = None  # a recognizer bundle whose weights start a new run (tasks.ctc.init_weights_from)
     tensorboard: bool = True  # also log to exp_dir/tensorboard when the tensorboard package is installed
     dist_timeout: float = 600.0  # seconds a torchrun rank waits for the others (rank 0's dev evaluation and
     # checkpoint writing must fit in it) before it stops with an error
