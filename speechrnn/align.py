@@ -35,6 +35,11 @@ class Alignment:
         return asdict(self)
 
 
+def ctc_frames_needed(tokens: list[int]) -> int:
+    """CTC needs one frame per token plus one blank between each pair of repeated tokens."""
+    return len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:]))
+
+
 def align(log_probs: torch.Tensor, tokens: list[int], tokenizer: Tokenizer, shift: float,
           scores: torch.Tensor | None = None, end_reach: int = 0) -> Alignment:
     """log_probs (T, V) of one utterance (valid frames only), tokens the hypothesis' ids (blanks dropped, repeats

@@ -21,7 +21,8 @@ from speechrnn.model import ModelConfig, build_speech_model
 from speechrnn.features import FeatureConfig
 from speechrnn.rnn import RNNConfig
 from speechrnn.text import TextConfig, Tokenizer
-from speechrnn.tasks.ctc import ctc_frames_needed, keep_trainable
+from speechrnn.align import ctc_frames_needed
+from speechrnn.tasks.ctc import keep_trainable
 
 REQUIRED = ["data.train_manifest=x", "data.dev_manifest=y"]
 TINY = REQUIRED + ["model.rnn.hidden_size=16", "model.rnn.num_layers=1", "model.conv_channels=4"]

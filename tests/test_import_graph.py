@@ -84,6 +84,30 @@ def test_the_package_imports_form_no_cycle():
     assert cycles(graph) == []
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_inference_needs_no_trainer():
+    """Loading and running a model (recognizer, the tasks' inference, the VAD, the faces) never imports the
+    training loop; only the model floors and below, and the command line only above them."""
+    graph = import_graph()
+    users = ["speechrnn.recognizer", "speechrnn.vad", "speechrnn.streaming", "speechrnn.export", "speechrnn.serve",
+             "speechrnn.mic", "speechrnn.tune", "speechrnn.tasks.classify.inference",
+             "speechrnn.tasks.tagger.inference", "speechrnn.tasks.tagger.score", "speechrnn.tasks.tagger.labels"]
+    for name in users:
+        reached = reachable(graph, name)
+        assert not {m for m in reached if m.startswith(("speechrnn.training", "speechrnn.cli"))}, name
+    for name in graph:  # nothing below the command line imports it
+        if not name.startswith("speechrnn.cli") and name != "speechrnn.__main__":
+            assert not {m for m in graph[name] if m.startswith("speechrnn.cli")}, name
+
+
 def test_the_cycle_finder_finds_a_hidden_cycle():
     """A cycle closed by a function-level import is one too."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}

@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from ..align import ctc_frames_needed
 from ..bundle import atomic_save, load_bundle
 from ..config import Config
 from ..data import load_dataset, make_loader, manifest_texts
@@ -21,11 +22,6 @@ from ..text import Tokenizer, normalize
 from ..training import Task, fit
 from ..training.cmvn import compute_cmvn, init_cmvn
 from ..training.loop import FitResult, autocast
-
-
-def ctc_frames_needed(tokens: list[int]) -> int:
-    """CTC needs one frame per token plus one blank between each pair of repeated tokens."""
-    return len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:]))
 
 
 def ctc_gradient_fix(scores: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:

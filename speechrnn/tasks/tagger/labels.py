@@ -30,11 +30,11 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
+from ...align import ctc_frames_needed
 from ...audio import load_audio
 from ...bundle import load_model
 from ...data import load_utterances
 from ...errors import AudioError, UserError
-from ..ctc import ctc_frames_needed
 
 SHIFT_KEY = "__frame_shift__"  # seconds per frame, stored in every labels .npz next to the utterance ids
 
