@@ -2,6 +2,7 @@
 at a given rate, whole (`load_audio`) or block by block with bounded memory (`audio_blocks`, `StreamResampler`: the
 same samples as resampling the whole file)."""
 
+import stat
 from collections.abc import Iterator
 from math import ceil, gcd
 from pathlib import Path
@@ -15,13 +16,27 @@ from .errors import AudioError
 
 BLOCK_SECONDS = 10.0  # read from a file at a time by audio_blocks
 SOUNDFILE_ERRORS = (soundfile.LibsndfileError, RuntimeError, ValueError)
+MIN_RATE, MAX_RATE = 1000, 768_000  # Hz: sample rates taken from a file's header
+MAX_KERNEL = 1 << 24  # resampling filter elements: rate pairs needing more (e.g. 47999 Hz -> 16 kHz) are refused
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket"}
 
 
 def _checked_path(path: str | Path, manifest: bool) -> Path:
-    """`path` if it is a non-empty file, else AudioError (with advice for manifest entries when `manifest`)."""
+    """`path` if it is a non-empty regular file, else AudioError (with advice for manifest entries when `manifest`).
+    Only stat() is used: a FIFO, device or socket is refused before anything opens it (opening a FIFO blocks until
+    a writer comes, for ever)."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file" + (" (check the manifest's audio_filepath)" if manifest else ""))
+    where = "check the manifest's audio_filepath" if manifest else "check the path"
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:  # missing, a broken link, a symlink loop, no permission
+        raise AudioError(f"{path}: cannot open the audio file ({err.strerror}); {where}") from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{path}: is a folder, not an audio file; {where}")
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{path}: not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'a special file')}); save the "
+                         f"audio to a file first, or {where}")
     if path.stat().st_size == 0:
         advice = "re-copy or drop it from the manifest" if manifest else "re-copy it"
         raise AudioError(f"{path}: file is empty ({advice})")
@@ -29,7 +44,10 @@ def _checked_path(path: str | Path, manifest: bool) -> Path:
 
 
 def _unreadable(path: Path, err: Exception) -> AudioError:
-    return AudioError(f"{path}: not readable as audio ({err}); use wav/flac/ogg/mp3/sphere")
+    reason = " ".join(str(err).split())
+    if "possibly a pipe" in reason:  # what libsndfile says of a regular file it cannot decode as mp3
+        reason = "not a valid audio file of its kind"
+    return AudioError(f"{path}: not readable as audio ({reason}); use wav/flac/ogg/mp3/sphere")
 
 
 def _check_finite(samples: np.ndarray, path) -> None:
@@ -37,27 +55,47 @@ def _check_finite(samples: np.ndarray, path) -> None:
         raise AudioError(f"{path}: contains NaN or infinite samples; re-encode it")
 
 
-def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Read `path`, downmix to mono and resample to `sample_rate`. Returns a float32 tensor of shape (N,)."""
-    path = _checked_path(path, manifest=True)
+def check_rate(rate: int, target: int, name) -> None:
+    """AudioError unless audio at `rate` Hz can be resampled to `target` Hz (a sane rate, and a filter of bounded
+    size: torchaudio's kernel has target/g * rate/g taps for g = gcd, 16 kHz from 47999 Hz would take 3 GB)."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"{name}: sample rate {rate} Hz in the header is outside {MIN_RATE}-{MAX_RATE} Hz "
+                         f"(corrupt header?); re-encode it at {target} Hz")
+    g = gcd(int(rate), int(target))
+    if rate != target and (target // g) * (rate // g + 2 * ceil(6 * rate / min(rate, target) / 0.99)) > MAX_KERNEL:
+        raise AudioError(f"{name}: sample rate {rate} Hz is unusual and too costly to resample exactly to {target} "
+                         f"Hz; re-encode it at {target} Hz (e.g. sox IN -r {target} OUT)")
+
+
+def resample(wav: torch.Tensor, rate: int, target: int, name) -> torch.Tensor:
+    """`wav` (N,) from `rate` to `target` Hz (torchaudio), after check_rate."""
+    if int(rate) == int(target):
+        return wav
+    check_rate(int(rate), int(target), name)
+    return AF.resample(wav, int(rate), int(target))
+
+
+def load_audio(path: str | Path, sample_rate: int, manifest: bool = True) -> torch.Tensor:
+    """Read `path`, downmix to mono and resample to `sample_rate`. Returns a float32 tensor of shape (N,).
+    AudioError, with advice for a manifest entry when `manifest`, for anything that is not usable audio."""
+    path = _checked_path(path, manifest)
     try:
         samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (N, C)
     except SOUNDFILE_ERRORS as err:
         raise _unreadable(path, err) from None
     if samples.shape[0] == 0:
-        raise AudioError(f"{path}: holds no samples (truncated?); re-copy or drop it from the manifest")
+        raise AudioError(f"{path}: holds no samples (truncated?); "
+                         + ("re-copy or drop it from the manifest" if manifest else "re-copy or re-encode it"))
     _check_finite(samples, path)
-    wav = torch.from_numpy(samples.mean(axis=1))  # (N, C) -> (N,)
-    if file_rate != sample_rate:
-        wav = AF.resample(wav, file_rate, sample_rate)
-    return wav
+    return resample(torch.from_numpy(samples.mean(axis=1)), file_rate, sample_rate, path)  # (N, C) -> (N,)
 
 
 def audio_duration(path: str | Path) -> float:
     """Duration in seconds from the file header (no decoding)."""
+    path = _checked_path(path, manifest=False)
     try:
         info = soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError) as err:
+    except SOUNDFILE_ERRORS as err:
         raise AudioError(f"{path}: not readable as audio ({err})") from None
     return info.frames / info.samplerate
 
@@ -129,6 +167,7 @@ def audio_blocks(source, rate: int, block_seconds: float = BLOCK_SECONDS) -> Ite
     a waveform already at `rate`."""
     if isinstance(source, (str, Path)):
         with open_audio(source) as f:
+            check_rate(f.samplerate, rate, source)
             resampler = StreamResampler(f.samplerate, rate)
             blocksize = max(1, int(block_seconds * f.samplerate))
             try:
@@ -143,6 +182,8 @@ def audio_blocks(source, rate: int, block_seconds: float = BLOCK_SECONDS) -> Ite
     if isinstance(source, tuple):
         source, source_rate = source
     wav = np.asarray(source.numpy() if isinstance(source, torch.Tensor) else source, dtype=np.float32).reshape(-1)
+    if int(source_rate) != rate:
+        check_rate(int(source_rate), rate, "<audio>")
     resampler = StreamResampler(int(source_rate), rate)
     step = max(1, int(block_seconds * source_rate))
     for first in range(0, len(wav), step):
@@ -151,8 +192,10 @@ def audio_blocks(source, rate: int, block_seconds: float = BLOCK_SECONDS) -> Ite
 
 
 def source_seconds(source, rate: int) -> float | None:
-    """Length of a path (from its header), (waveform, rate) pair or waveform at `rate`; None when unknown."""
+    """Length of a path (from its header), (waveform, rate) pair or waveform at `rate`; None when unknown.
+    AudioError for a path that is not a regular, non-empty file (a FIFO would block soundfile for ever)."""
     if isinstance(source, (str, Path)):
+        _checked_path(source, manifest=False)
         try:
             info = soundfile.info(str(source))
         except SOUNDFILE_ERRORS:

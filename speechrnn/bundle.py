@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from .config import Config, from_dict
-from .errors import BundleError
+from .errors import BundleError, UserError
 from .model import CTCModel, build_model, frame_shift
+from .pretrained import MODELS, resolve
 from .text import Tokenizer
 
 FORMAT = "speechrnn-bundle"
@@ -22,10 +23,16 @@ VERSION = 1
 def atomic_save(obj, path: str | Path) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves a half-written file at `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # a read-only folder, a full disk, a folder in the way (torch.save's
+        # file errors are RuntimeErrors ending in "strerror: WHY")
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split()).rsplit("strerror: ", 1)[-1]
+        raise UserError(f"{path}: cannot be written ({reason}); free space, fix the folder's permissions or choose "
+                        "another path") from None
 
 
 WEIGHTS = ("float32", "int8")
@@ -66,15 +73,29 @@ def save_bundle(path: str | Path, state_dict: dict, config: dict, tokenizer: dic
     atomic_save(bundle, path)
 
 
+def load_error(err: Exception) -> str:
+    """What torch.load's exception says, in words that fit one line and are never cut mid-word: the unpickler's
+    reason for a file that holds code (or random bytes), the first sentence otherwise."""
+    text = str(err).replace("\x1b[1m", "").replace("\x1b[0m", "")
+    if "WeightsUnpickler error:" in text:
+        reason = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].split())
+        return f"it holds more than tensors and plain data: {reason.split('. ')[0].rstrip('.') or 'unreadable'}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    first = lines[0].split(". ")[0].rstrip(".")
+    return first if not isinstance(err, KeyError) else f"{type(err).__name__} {first}"
+
+
 def load_bundle(path: str | Path) -> dict:
-    path = Path(path)
+    """A bundle file, or a shipped model by name (`speechrnn models`), read safely (no pickled code)."""
+    path = resolve(path)
     if not path.is_file():
-        raise BundleError(f"{path}: no such model bundle")
+        raise BundleError(f"{path}: no such model bundle, nor a shipped model's name ({', '.join(MODELS)})")
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on foreign files (KeyError, IndexError, ...)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BundleError(f"{path}: not a speechrnn model bundle ({first[:120]})") from None
+        raise BundleError(f"{path}: not a speechrnn model bundle ({load_error(err)})") from None
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise BundleError(f"{path}: not a speechrnn model bundle (no '{FORMAT}' marker)")
     if bundle.get("version") != VERSION:
@@ -122,14 +143,25 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CT
     config = from_dict(bundle["config"])
     tokenizer = Tokenizer.from_dict(bundle["tokenizer"])
     model = build_model(len(tokenizer), config)
-    model.load_state_dict(_weights_of(bundle["state_dict"]))
+    load_weights(model, _weights_of(bundle["state_dict"]), path)
     extra = dict(bundle.get("extra", {}))
     for role in ALIGNERS:
         if role in extra:
             aligner = build_model(len(tokenizer), from_dict(extra[role]["config"]))
-            aligner.load_state_dict(_weights_of(bundle["state_dict"], role))
+            load_weights(aligner, _weights_of(bundle["state_dict"], role), path)
             extra[role] = {**extra[role], "model": aligner.to(device).eval()}
     return model.to(device).eval(), tokenizer, config, extra
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, path) -> None:
+    """model.load_state_dict, a bundle whose weights do not fit its own config being one line (BundleError)."""
+    try:
+        model.load_state_dict(state_dict)
+    except (RuntimeError, ValueError, TypeError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise BundleError(f"{path}: its weights do not fit the model its config describes ({'; '.join(lines[1:3])}"
+                          f"{f'; and {len(lines) - 3} more' if len(lines) > 3 else ''}); re-export it from its "
+                          "checkpoint") from None
 
 
 def add_aligner(bundle_path: str | Path, aligner_path: str | Path, out_path: str | Path,

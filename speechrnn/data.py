@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .audio import load_audio
+from .datacheck import check_entry
 from .errors import AudioError, ManifestError
 from .features import pad_inputs
 from .ink import InkError, InkFeatureConfig, check_ink, featurize, load_ink
@@ -59,8 +60,8 @@ def write_manifest(path: str | Path, entries: list[dict]) -> None:
 def iter_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> Iterator[dict]:
     """The entries of a JSONL manifest one at a time, read as they are consumed (constant memory): `audio_filepath`
     and `ink_filepath` resolved against the manifest's folder, `id` defaulting to the file's stem. A line that is
-    not JSON or lacks a field raises ManifestError naming file:line when it is reached; a missing file raises at
-    once."""
+    not JSON, lacks a field or holds one of the wrong type (check_entry) raises ManifestError naming file:line and
+    the field when it is reached, a manifest without entries when its end is; a missing file raises at once."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found (run the recipe's data stage first)")
@@ -69,6 +70,7 @@ def iter_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> I
 
 def _entries(path: Path, fields: tuple[str, ...]) -> Iterator[dict]:
     folder = os.path.realpath(path.parent)
+    seen = False
     with open(path, "rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -83,12 +85,17 @@ def _entries(path: Path, fields: tuple[str, ...]) -> Iterator[dict]:
             missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
             if missing:
                 raise ManifestError(f"{path}:{number}: missing field(s) {', '.join(missing)}; each line needs {', '.join(fields)}")
+            check_entry(entry, fields, f"{path}:{number}")
+            seen = True
             for key in ("audio_filepath", "ink_filepath"):
                 if key in entry and not os.path.isabs(entry[key]):
                     entry[key] = os.path.normpath(os.path.join(folder, entry[key]))
             if "id" not in entry:
                 entry["id"] = Path(entry.get("audio_filepath", entry.get("ink_filepath", str(number)))).stem
             yield entry
+    if not seen:
+        raise ManifestError(f"{path}: no utterances: the manifest is empty (or blank lines only); fill it (the "
+                            "recipe's data stage) or point to another one")
 
 
 def read_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> list[dict]:

@@ -280,7 +280,7 @@ def export_onnx(bundle_path: str | Path, out_path: str | Path, opset: int = DEFA
         raise
     except Exception as err:  # e.g. an opset the exporter does not support
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ExportError(f"{bundle_path}: ONNX export failed at opset {opset} ({first[:160]})") from None
+        raise ExportError(f"{bundle_path}: ONNX export failed at opset {opset} ({first})") from None
     proto = onnx.load_from_string(data)
     for key, value in export_metadata(tokenizer, config, extra, inputs).items():
         entry = proto.metadata_props.add()
@@ -345,7 +345,7 @@ def onnx_metadata(path: str | Path) -> dict:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as err:
-        raise ExportError(f"{path}: not an ONNX model ({(str(err).strip().splitlines() or ['?'])[0][:120]})") from None
+        raise ExportError(f"{path}: not an ONNX model ({(str(err).strip().splitlines() or ['?'])[0]})") from None
     return _checked(path, parse_metadata({p.key: p.value for p in proto.metadata_props}))
 
 
@@ -377,7 +377,7 @@ class OnnxRecognizer:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:
             raise ExportError(f"{path}: not a loadable ONNX model "
-                              f"({(str(err).strip().splitlines() or ['?'])[0][:120]})") from None
+                              f"({(str(err).strip().splitlines() or ['?'])[0]})") from None
         self.metadata = _checked(path, parse_metadata(self.session.get_modelmeta().custom_metadata_map))
         self.symbols: list[str] = self.metadata["vocabulary"]
 

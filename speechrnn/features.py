@@ -13,21 +13,21 @@ from torch import nn
 @dataclass
 class FeatureConfig:
     kind: str = field(default="fbank", metadata={"choices": ("fbank", "mfcc")})  # fbank (log-mel) | mfcc
-    sample_rate: int = 16000
-    n_fft: int = 400  # 25 ms at 16 kHz
-    hop_length: int = 160  # 10 ms at 16 kHz
-    n_mels: int = 80
-    n_mfcc: int = 40
-    dither: float = 0.0  # white noise added to the waveform in training (Kaldi-style), in sample units
+    sample_rate: int = field(default=16000, metadata={"range": "> 0"})
+    n_fft: int = field(default=400, metadata={"range": "> 0"})  # 25 ms at 16 kHz
+    hop_length: int = field(default=160, metadata={"range": "> 0"})  # 10 ms at 16 kHz
+    n_mels: int = field(default=80, metadata={"range": "> 0"})
+    n_mfcc: int = field(default=40, metadata={"range": "> 0"})
+    dither: float = field(default=0.0, metadata={"range": ">= 0"})  # white noise added to the waveform in training (Kaldi-style), in sample units
 
 
 @dataclass
 class SpecAugmentConfig:
-    freq_masks: int = 2
-    freq_mask_width: int = 27
-    time_masks: int = 2
-    time_mask_width: int = 40
-    time_mask_max_ratio: float = 0.2  # a time mask covers at most this share of the shortest utterance in a batch
+    freq_masks: int = field(default=2, metadata={"range": ">= 0"})
+    freq_mask_width: int = field(default=27, metadata={"range": ">= 0"})
+    time_masks: int = field(default=2, metadata={"range": ">= 0"})
+    time_mask_width: int = field(default=40, metadata={"range": ">= 0"})
+    time_mask_max_ratio: float = field(default=0.2, metadata={"range": ">= 0 and <= 1"})  # a time mask covers at most this share of the shortest utterance in a batch
     start_epoch: int = 1  # masking starts at this epoch (CTC leaves its all-blank plateau sooner on clean input)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from .audio import audio_blocks
+from .gate import passes
 from .output import Span, Transcript
 from .vad import EnergyVAD, Segment, SegmentRules, StreamSegmenter
 
@@ -30,10 +31,13 @@ def transcribe_long(recognizer, source, timestamps: bool = False, vad=None, rule
     texts: list[str] = []
     words: list[Span] = []
     group: list[Segment] = []
+    passed = [0, 0]  # segments the recognizer's gate let through, segments (speechrnn/gate.py)
 
     def decode() -> None:
         results = recognizer.transcribe_inputs([torch.from_numpy(s.audio) for s in group], timestamps)
         for segment, result in zip(group, results):
+            passed[0] += passes(result.gate)
+            passed[1] += 1
             if result.text.strip():
                 texts.append(result.text.strip())
             words.extend(Span(w.text, w.start + segment.start, w.end + segment.start, w.confidence)
@@ -53,4 +57,6 @@ def transcribe_long(recognizer, source, timestamps: bool = False, vad=None, rule
         decode()
     if progress:
         progress(segmenter.seconds)
-    return Transcript("", " ".join(texts), words, segmenter.seconds)
+    gate = None if getattr(recognizer, "gate", None) is None else {
+        "speech": passed[0] > 0, "reason": f"{passed[0]} of {passed[1]} segment(s) cut at pauses have speech"}
+    return Transcript("", " ".join(texts), words, segmenter.seconds, gate)

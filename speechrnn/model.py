@@ -17,14 +17,14 @@ from .rnn import RNNConfig, StackedRNN
 
 @dataclass
 class ModelConfig:
-    conv_channels: int = 32  # 0 disables the conv front-end (no subsampling)
+    conv_channels: int = field(default=32, metadata={"range": ">= 0"})  # 0 disables the conv front-end (no subsampling)
     rnn: RNNConfig = field(default_factory=RNNConfig)
-    dropout: float = 0.1  # before the CTC head
+    dropout: float = field(default=0.1, metadata={"range": ">= 0 and < 1"})  # before the CTC head
     # CTC with a label prior (Zeyer et al. 2021, "Why does CTC result in peaky behavior?"): training and forced
     # alignment score log p(k | x) - prior_scale * log p(k), p(k) the running mean posterior. Plain CTC (0) gives
     # peaky one-frame spikes; with a prior characters cover their sound, so alignments mark where words end too.
     # Decoding still uses the plain posteriors.
-    prior_scale: float = 0.0
+    prior_scale: float = field(default=0.0, metadata={"range": ">= 0"})
     # targets start and end with the word separator (space) in training and alignment, so silence before the first
     # word and after the last is aligned to it, as pauses between words are, and not to the first / last character
     edge_silence: bool = False

@@ -1,8 +1,10 @@
 """What a recognizer returns (`Transcript`, with `Span`s of timed words) and its output formats: txt, json, jsonl,
-and SubRip / WebVTT subtitles from word timestamps."""
+and SubRip / WebVTT subtitles from word timestamps; `write_file` writes an output whole or not at all."""
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 FORMATS = ("txt", "json", "jsonl", "srt", "vtt")
 NEEDS_TIMES = ("json", "srt", "vtt")
@@ -25,10 +27,13 @@ class Transcript:
     text: str
     words: list[Span] = field(default_factory=list)  # with times and confidences (when asked for)
     duration: float = 0.0  # seconds of audio (resampled points of ink)
+    gate: dict | None = None  # the no-speech / no-ink gate's decision (speechrnn/gate.py); None: no gate ran
 
 
 def to_dict(transcript: Transcript) -> dict:
     out = {"path": transcript.name, "text": transcript.text, "duration": round(transcript.duration, 3)}
+    if transcript.gate is not None:
+        out["gate"] = transcript.gate
     if transcript.words:
         out["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
                          "confidence": round(w.confidence, 4)} for w in transcript.words]
@@ -73,3 +78,27 @@ def render(transcript: Transcript, fmt: str) -> str:
             blocks.append(f"{timestamp(start, '.')} --> {timestamp(end, '.')}\n{text}\n")
     body = "\n".join(blocks)
     return ("WEBVTT\n\n" + body) if fmt == "vtt" else body
+
+
+def write_file(path: str | Path, text: str, overwrite: bool = False) -> None:
+    """Write `text` to `path` whole or not at all: into a temporary file beside it, then renamed over it. Without
+    `overwrite`, FileExistsError when `path` exists (checked by the rename itself, a hard link: no race)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "w", encoding="utf-8") as f:
+            f.write(text)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails when path exists
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links
+                if os.path.lexists(path):
+                    raise FileExistsError(path) from None
+                os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)

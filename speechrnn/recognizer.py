@@ -19,6 +19,8 @@ before the separator it aligns after the word, speechrnn/align.py), and confiden
 Audio longer than `split_over` seconds (30, given at load) is not decoded whole: it is read in blocks, cut at pauses
 by the voice-activity detector given at load (`vad`: energy-based by default, or a frame tagger; speechrnn/vad.py)
 and transcribed segment by segment, with bounded memory however long it is (speechrnn/longaudio.py).
+Silence, noise and clicks (a dot of ink) give an empty transcript: the gate (speechrnn/gate.py; on by default,
+`gate=False` at load turns it off) stops them before the model, and each Transcript's `gate` says what it decided.
 `transcribe_each` takes any number of inputs a chunk at a time and yields each one's Transcript, or the UserError
 that input raised, in input order (what `speechrnn transcribe` prints).
 """
@@ -29,15 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 
 from .align import align
-from .audio import load_audio, source_seconds
+from .audio import load_audio, resample, source_seconds
 from .bundle import load_model
 from .config import Config
 from .decode import BeamConfig, BeamDecoder, greedy_decode, stored_decoder
 from .errors import UserError
 from .features import pad_inputs
+from .gate import Gate, passes
 from .ink import Ink, check_ink, featurize, read_ink
 from .longaudio import transcribe_long
 from .model import CTCModel
@@ -58,7 +60,7 @@ class Recognizer:
 
     def __init__(self, model: CTCModel, tokenizer: Tokenizer, config: Config, device: torch.device,
                  decoder=None, max_batch_seconds: float = 240.0, aligner: CTCModel | None = None,
-                 end_aligner: CTCModel | None = None, vad=None, split_over: float = 30.0):
+                 end_aligner: CTCModel | None = None, vad=None, split_over: float = 30.0, gate: Gate | None = None):
         self.model, self.tokenizer, self.config, self.device = model, tokenizer, config, device
         self.decoder = decoder
         self.aligner = aligner  # a CTCModel whose alignment gives word starts (None: the recognizer's own)
@@ -68,13 +70,15 @@ class Recognizer:
         self.max_batch_seconds = max_batch_seconds  # padded input per batch (points / 100 for ink)
         self.split_over = split_over  # s: longer audio is cut into segments at pauses (transcribe_long)
         self.vad = vad  # the VAD that cuts it: an object with frame_shift and speech_probability; None: EnergyVAD
+        self.gate = gate  # no speech / no ink -> an empty transcript, undecoded (speechrnn/gate.py); None: no gate
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", decoding: str = "tuned", workers: int = 1,
-             vad="energy", split_over: float = 30.0, **beam) -> "Recognizer":
+             vad="energy", split_over: float = 30.0, gate: bool = True, **beam) -> "Recognizer":
         """decoding: "tuned" (the bundle's stored beam search, greedy when it has none), "greedy", or "beam" with
         `beam` as decode.BeamConfig fields (lexicon, lm, lm_weight, ...). For a speech bundle, audio longer than
-        `split_over` seconds is cut at pauses by `vad`: "energy", a frame-tagger bundle path, or a VAD object."""
+        `split_over` seconds is cut at pauses by `vad`: "energy", a frame-tagger bundle path, or a VAD object.
+        `gate`: silence, noise, clicks (a dot of ink) give an empty transcript (speechrnn/gate.py); False: off."""
         model, tokenizer, config, extra = load_model(bundle, device)
         decoder = None
         if decoding == "tuned":
@@ -90,7 +94,7 @@ class Recognizer:
             vad = load_vad(str(vad), device)
         return cls(model, tokenizer, config, torch.device(device), decoder,
                    aligner=extra.get("aligner", {}).get("model"), end_aligner=extra.get("aligner_end", {}).get("model"),
-                   vad=vad, split_over=split_over)
+                   vad=vad, split_over=split_over, gate=Gate() if gate else None)
 
     # ------------------------------------------------------------------------------------------ inputs
 
@@ -101,14 +105,16 @@ class Recognizer:
                 item = check_ink(read_ink(item), str(item))
             if not isinstance(item, Ink):
                 raise TypeError(f"a handwriting model takes ink files or Ink objects, not {type(item).__name__}")
-            return torch.from_numpy(featurize(item, self.config.ink)).float()
+            features = torch.from_numpy(featurize(item, self.config.ink)).float()
+            if self.gate is not None:  # decided on the ink itself: the features are scaled to the writing's size
+                features.gate = self.gate.ink(item)
+            return features
         rate = self.config.features.sample_rate
         if isinstance(item, (str, Path)):
-            return load_audio(item, rate)
+            return load_audio(item, rate, manifest=False)
         if isinstance(item, tuple):
             wav, source_rate = item
-            wav = torch.as_tensor(np.asarray(wav, dtype=np.float32))
-            return AF.resample(wav, int(source_rate), rate) if int(source_rate) != rate else wav
+            return resample(torch.as_tensor(np.asarray(wav, dtype=np.float32)), int(source_rate), rate, "<audio>")
         return torch.as_tensor(np.asarray(item, dtype=np.float32))
 
     def _units(self, length: int) -> float:
@@ -119,9 +125,13 @@ class Recognizer:
 
     @torch.no_grad()
     def transcribe_inputs(self, inputs: list[torch.Tensor], timestamps: bool = False) -> list[Transcript]:
-        """Model inputs (from load_input) -> transcripts, batched by length, in input order."""
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
-        results: list[Transcript | None] = [None] * len(inputs)
+        """Model inputs (from load_input) -> transcripts, batched by length, in input order. An input the gate stops
+        (no speech, no ink) is not decoded: its transcript is empty; each transcript carries the gate's decision."""
+        gates = [self.gate_decision(x) for x in inputs]  # None: no gate
+        order = sorted((i for i in range(len(inputs)) if passes(gates[i])), key=lambda i: len(inputs[i]))
+        per_unit = 1 if self.config.modality == "ink" else self.config.features.sample_rate  # duration: s or points
+        results: list[Transcript | None] = [None if passes(decision) else Transcript("", "", [], len(x) / per_unit)
+                                            for x, decision in zip(inputs, gates)]
         batch: list[int] = []
         for index in order + [None]:  # None: flush the last batch
             full = index is None or self._units(len(inputs[index])) * (len(batch) + 1) > self.max_batch_seconds
@@ -131,7 +141,18 @@ class Recognizer:
                 batch = []
             if index is not None:
                 batch.append(index)
+        for result, decision in zip(results, gates):
+            result.gate = decision
         return results
+
+    def gate_decision(self, x: torch.Tensor) -> dict | None:
+        """The gate's decision on a model input (speechrnn/gate.py), None without a gate. Ink is judged by
+        load_input, on the ink itself."""
+        if self.gate is None:
+            return None
+        if self.config.modality == "ink":
+            return getattr(x, "gate", None)
+        return self.gate.audio(x.detach().cpu().numpy(), self.config.features.sample_rate)
 
     def _decode_batch(self, inputs: list[torch.Tensor], timestamps: bool) -> list[Transcript]:
         padded, input_lens = pad_inputs(inputs)  # (B, N) or (B, T, F), (B,)
@@ -168,9 +189,11 @@ class Recognizer:
             timed = {aligner: self._aligned_words(aligner, scores, tokens) for aligner, scores in aligned.items()}
             starts, ends = timed[self.aligner], timed[self.end_aligner]
             next_starts = [start.start for start in starts[1:]] + [float("inf")]
+            last = len(frames) * self.shift  # the end of the last frame
             for word, start, end, next_start in zip(words, starts, ends, next_starts):
-                # a word ends by the time the next starts, and lasts at least a frame
-                word.start, word.end = start.start, max(min(end.end, next_start), start.start + self.shift)
+                # a word ends by the time the next starts, and lasts at least a frame (within the frames)
+                word.start = start.start
+                word.end = min(max(min(end.end, next_start), start.start + self.shift), last)
         if self.decoder is not None and self.decoder.config.lexicon:
             for word, spelled in zip(words, text.split()):  # lexicon words as the lexicon writes them
                 word.text = spelled

@@ -30,15 +30,15 @@ from .features import length_mask
 @dataclass
 class RNNConfig:
     cell: str = field(default="lstm", metadata={"choices": lambda: sorted(RNN_CELLS)})  # the registry below
-    hidden_size: int = 256
-    num_layers: int = 3
+    hidden_size: int = field(default=256, metadata={"range": "> 0"})
+    num_layers: int = field(default=3, metadata={"range": ">= 1"})
     bidirectional: bool = True
-    dropout: float = 0.1  # between layers
+    dropout: float = field(default=0.1, metadata={"range": ">= 0 and < 1"})  # between layers
     nonlinearity: str = "tanh"  # elman and jordan: tanh | relu (indrnn is always relu)
-    indrnn_max_steps: int = 1000  # indrnn: recurrent weights clipped to |u| <= 2 ** (1 / indrnn_max_steps)
+    indrnn_max_steps: int = field(default=1000, metadata={"range": ">= 1"})  # indrnn: recurrent weights clipped to |u| <= 2 ** (1 / indrnn_max_steps)
     # unidirectional only: each output frame also sees this many later frames (the stack's outputs are delayed by
     # `lookahead` steps and zero frames are fed after the end), so a streaming decoder holds back that many frames
-    lookahead: int = 0
+    lookahead: int = field(default=0, metadata={"range": ">= 0"})
     # unidirectional only: read the sequence right to left (outputs stay in forward time; no streaming). A right-to-
     # left aligner finds where sounds end as promptly as a left-to-right one finds where they start
     reverse: bool = False

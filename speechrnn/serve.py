@@ -11,10 +11,15 @@ the standard library's ThreadingHTTPServer:
                         that it grows upwards; left out, the ink is taken in the model's own convention
 
 Both answer {"text", "words": [{"word", "start", "end", "confidence"}], "duration", "seconds"} (word times in
-seconds for audio, in resampled points for ink; "seconds" is the time the model took). Bad input gets an HTTP
-error with {"error": "what went wrong, and what to do"}: 400 (empty or malformed), 411 (no Content-Length),
-413 (over the upload limit), 415 (not audio, not JSON). A client that disconnects or stalls mid-upload only
-loses its own request. Each model is loaded once and decodes one request at a time.
+seconds for audio, in resampled points for ink; "seconds": the time the request waited for the model and was
+decoded). Bad input gets an HTTP error with {"error": "what went wrong, and what to do"}: 400 (empty or
+malformed), 411 (no Content-Length), 413 (over the upload limit, the audio length limit --max-audio-seconds or
+the ink points limit --max-ink-points), 415 (not audio, not JSON); a full queue gets 503 with a Retry-After
+header. A client that disconnects or stalls mid-upload only loses its own request.
+
+Requests are served concurrently (one thread each: reading, decoding the audio file, ink features); each model is
+loaded once and run by one worker thread that decodes the waiting requests together, up to --batch at a time
+(speechrnn/batching.py); --batch 1 decodes them one at a time.
 """
 
 import io
@@ -22,17 +27,18 @@ import ipaddress
 import json
 import socket
 import sys
-import threading
 import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
 
+from .batching import Batcher, Busy, Long
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -43,6 +49,18 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
                 ".css": "text/css; charset=utf-8"}
 MB = 1_000_000
 CLIENT_TIMEOUT = 30.0  # seconds a client may stall mid-request before its connection is dropped
+MAX_AUDIO_SECONDS = 120.0  # default longest recording per request
+
+
+@dataclass
+class Limits:
+    """What one request may ask of the server, and how requests are batched."""
+
+    max_upload_bytes: int = 50 * MB
+    max_audio_seconds: float = MAX_AUDIO_SECONDS
+    batch: int = 16  # requests decoded together at most (1: one at a time)
+    max_wait: float = 0.02  # seconds a batch waits at most for requests on their way (none on the way: no wait)
+    max_queue: int = 64  # requests waiting per model; more get 503
 
 
 class BadRequest(Exception):
@@ -96,9 +114,13 @@ def result_json(transcript, seconds: float) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- inputs
 
-def read_audio(body: bytes) -> tuple[np.ndarray, int]:
-    """An uploaded audio file -> (mono float32 samples, rate); BadRequest when it is not usable audio."""
+def read_audio(body: bytes, max_seconds: float = MAX_AUDIO_SECONDS) -> tuple[np.ndarray, int]:
+    """An uploaded audio file -> (mono float32 samples, rate); BadRequest when it is not usable audio or longer
+    than `max_seconds` (checked on the header before decoding, and again after)."""
     try:
+        info = soundfile.info(io.BytesIO(body))
+        if info.samplerate > 0 and info.frames > 0:
+            check_audio_seconds(info.frames / info.samplerate, max_seconds)
         samples, rate = soundfile.read(io.BytesIO(body), dtype="float32", always_2d=True)  # (N, C)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
         why = getattr(err, "error_string", None) or str(err)
@@ -107,17 +129,29 @@ def read_audio(body: bytes) -> tuple[np.ndarray, int]:
                          f"MP3 (a browser's WebM/Opus recording must be converted first)") from None
     if samples.shape[0] == 0:
         raise BadRequest(HTTPStatus.BAD_REQUEST, "the audio holds no samples; record or choose a longer file")
+    check_audio_seconds(samples.shape[0] / rate, max_seconds)
     if not np.isfinite(samples).all():
         raise BadRequest(HTTPStatus.BAD_REQUEST, "the audio contains NaN or infinite samples; re-encode it")
     return samples.mean(axis=1), int(rate)
 
 
+def check_audio_seconds(seconds: float, max_seconds: float) -> None:
+    if seconds > max_seconds:
+        raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                         f"the audio is {seconds:.1f} s long, over this server's limit of {max_seconds:g} s per "
+                         f"request; send a shorter recording, or restart `speechrnn serve` with a larger "
+                         f"--max-audio-seconds")
+
+
 def read_ink_json(body: bytes, model_y_down: bool):
     """An uploaded ink JSON -> ink.Ink in the model's y convention; BadRequest when it is not usable ink."""
-    from .ink import InkError, ink_from_dict
+    from .ink import InkError, InkTooLarge, check_json_depth, ink_from_dict
 
     try:
+        check_json_depth(body, "the body")
         data = json.loads(body.decode("utf-8"))
+    except InkError as err:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, str(err)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadRequest(HTTPStatus.BAD_REQUEST, f"the body is not JSON ({err}); send "
                                                  '{"strokes": [[[x, y, t], ...], ...]}') from None
@@ -132,7 +166,8 @@ def read_ink_json(body: bytes, model_y_down: bool):
     try:
         ink = ink_from_dict({"strokes": data["strokes"]}, "ink")
     except InkError as err:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, str(err)) from None
+        status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if isinstance(err, InkTooLarge) else HTTPStatus.BAD_REQUEST
+        raise BadRequest(status, str(err)) from None
     if y_down is not None and y_down != model_y_down:
         ink.strokes = [s * np.array([1.0, -1.0] + [1.0] * (s.shape[1] - 2)) for s in ink.strokes]
     return ink
@@ -142,14 +177,23 @@ def read_ink_json(body: bytes, model_y_down: bool):
 
 class DemoServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: connections beyond the handler threads wait, not fail
 
-    def __init__(self, address: tuple[str, int], models: dict, max_upload_bytes: int = 50 * MB):
+    def __init__(self, address: tuple[str, int], models: dict, limits: Limits | None = None):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.models = models
-        self.locks = {modality: threading.Lock() for modality in models}
-        self.max_upload_bytes = max_upload_bytes
+        self.limits = limits or Limits()
+        self.max_upload_bytes = self.limits.max_upload_bytes
         super().__init__(address, Handler)
+        self.batchers = {modality: Batcher(recognizer, self.limits.batch, self.limits.max_wait,
+                                           self.limits.max_queue, name=modality)
+                         for modality, (_, recognizer) in models.items()}
+
+    def server_close(self) -> None:
+        super().server_close()
+        for batcher in self.batchers.values():
+            batcher.close()
 
     @property
     def url(self) -> str:
@@ -200,31 +244,40 @@ class Handler(BaseHTTPRequestHandler):
                 raise BadRequest(HTTPStatus.NOT_FOUND, f"no {what} model is loaded; start `speechrnn serve` with "
                                                        f"a {modality} bundle (or none, for the shipped ones)")
             check_type()
-            body = self.read_body(length)
-            recognizer = self.server.models[modality][1]
-            item = model_input(body, recognizer)
-            start = time.perf_counter()
-            with self.server.locks[modality]:
-                (transcript,) = recognizer.transcribe([item], timestamps=True)
+            recognizer, batcher = self.server.models[modality][1], self.server.batchers[modality]
+            with batcher.arriving() as submit:  # a batch being gathered waits for this request (a few ms at most)
+                item = model_input(self.read_body(length), recognizer)
+                start = time.perf_counter()
+                job = submit(item)
+            transcript = batcher.result(job)
             self.send_json(HTTPStatus.OK, result_json(transcript, time.perf_counter() - start))
         except BadRequest as err:
             self.send_json(err.status, {"error": str(err)})
             self.discard_body()
+        except Busy as err:
+            self.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(err)},
+                           {"Retry-After": str(err.retry_after)})
         except ClientGone as err:
             self.close_connection = True
             self.log_message("%s", f"dropped: {err}")
-        except UserError as err:  # input the model cannot take (e.g. ink too small to recognise)
-            self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(err)})
+        except UserError as err:  # input the model cannot take (e.g. ink too small to recognise, or too long)
+            too_large = type(err).__name__ == "InkTooLarge"
+            self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if too_large else HTTPStatus.BAD_REQUEST,
+                           {"error": str(err)})
         except Exception as err:  # a bug: answer, log, and keep serving
             traceback.print_exc(file=sys.stderr)
             self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
                            {"error": f"internal error ({type(err).__name__}: {err}); see the server's log"})
 
     def audio_input(self, body: bytes, recognizer):
-        return read_audio(body)
+        """The model's input, made in this request's thread: resampled audio, or Long for audio over split_over."""
+        samples, rate = read_audio(body, self.server.limits.max_audio_seconds)
+        if len(samples) / rate > recognizer.split_over:
+            return Long((samples, rate))
+        return recognizer.load_input((samples, rate))
 
     def ink_input(self, body: bytes, recognizer):
-        return read_ink_json(body, recognizer.config.ink.flip_y)
+        return recognizer.load_input(read_ink_json(body, recognizer.config.ink.flip_y))
 
     def check_audio_type(self) -> None:
         kind = self.content_type()
@@ -301,12 +354,14 @@ class Handler(BaseHTTPRequestHandler):
 
     # --------------------------------------------------------------------------------------------- answers
 
-    def send_json(self, status: HTTPStatus, data: dict) -> None:
-        self.send_bytes(status, json.dumps(data, ensure_ascii=False).encode("utf-8"), "application/json")
+    def send_json(self, status: HTTPStatus, data: dict, headers: dict | None = None) -> None:
+        self.send_bytes(status, json.dumps(data, ensure_ascii=False).encode("utf-8"), "application/json", headers)
 
-    def send_bytes(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+    def send_bytes(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict | None = None) -> None:
         try:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
@@ -317,23 +372,38 @@ class Handler(BaseHTTPRequestHandler):
             self.log_message("%s", f"could not answer: {err}")
 
 
-def make_server(models: dict, host: str = "127.0.0.1", port: int = 8000,
-                max_upload_bytes: int = 50 * MB) -> DemoServer:
+def make_server(models: dict, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None) -> DemoServer:
     """A DemoServer bound to host:port (0: a free port), not yet serving: call serve_forever()."""
     try:
-        return DemoServer((host, port), models, max_upload_bytes)
+        return DemoServer((host, port), models, limits)
     except OSError as err:
         raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); pick another --port "
                         f"(0 picks a free one) or --host") from None
 
 
 def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 50.0,
-          device: str = "cpu") -> None:
+          device: str = "cpu", max_audio_seconds: float = MAX_AUDIO_SECONDS, max_ink_points: int | None = None,
+          batch: int = 16, batch_wait_ms: float = 20.0, max_queue: int = 64, threads: int | None = None) -> None:
     """Load the models, then serve the page until interrupted (Ctrl-C)."""
-    if max_upload_mb <= 0:
-        raise UserError(f"--max-upload-mb must be > 0, got {max_upload_mb:g}")
+    checks = (("--max-upload-mb", max_upload_mb, "> 0"), ("--max-audio-seconds", max_audio_seconds, "> 0"),
+              ("--batch", batch, ">= 1"), ("--batch-wait-ms", batch_wait_ms, ">= 0"),
+              ("--max-queue", max_queue, ">= 1"), ("--threads", threads, ">= 1"),
+              ("--max-ink-points", max_ink_points, ">= 2"))
+    for name, value, rule in checks:
+        bound = float(rule.split()[1])
+        if value is not None and not (value >= bound if rule.startswith(">=") else value > bound):
+            raise UserError(f"{name} must be {rule}, got {value:g}")
+    from .ink import set_max_ink_points
+
+    if max_ink_points is not None:
+        set_max_ink_points(int(max_ink_points))
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     models = load_models(bundles, device)
-    server = make_server(models, host, port, int(max_upload_mb * MB))
+    limits = Limits(int(max_upload_mb * MB), max_audio_seconds, batch, batch_wait_ms / 1000, max_queue)
+    server = make_server(models, host, port, limits)
     for modality, (name, recognizer) in sorted(models.items()):
         print(f"{'speech' if modality == 'audio' else 'handwriting'} model: {name}", file=sys.stderr)
     try:
@@ -351,3 +421,7 @@ def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, max_upl
         print("stopped", file=sys.stderr)
     finally:
         server.server_close()
+        for modality, batcher in sorted(server.batchers.items()):
+            if batcher.batches:
+                print(f"{modality}: {batcher.decoded} requests decoded in {batcher.batches} batches "
+                      f"(largest {batcher.largest})", file=sys.stderr)

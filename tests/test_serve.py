@@ -8,6 +8,7 @@ Screenshots of the page go to test-artifacts/ at the repo root.
 """
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -16,9 +17,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -160,6 +166,133 @@ def test_client_gone_mid_upload(server, speech_clip):
         time.sleep(0.1)
     status, answer = post(url + "api/transcribe", audio, "audio/wav")  # still serving
     assert status == 200 and answer["text"] == reference
+
+
+def test_audio_over_the_length_limit_gets_413(server):
+    url, _ = server
+    wav = io.BytesIO()
+    soundfile.write(wav, np.zeros(121 * 1000, np.int16), 1000, format="WAV", subtype="PCM_16")  # 121 s, 242 kB
+    status, answer = post(url + "api/transcribe", wav.getvalue(), "audio/wav")
+    assert status == 413 and "121.0 s long, over this server's limit of 120 s" in answer["error"], answer
+    assert "--max-audio-seconds" in answer["error"]
+
+
+def test_audio_over_split_over_is_decoded_alone(server, speech_clip):
+    url, _ = server
+    path, reference = speech_clip
+    samples, rate = soundfile.read(str(path), dtype="int16")
+    wav = io.BytesIO()  # the clip, then 35 s of silence: over the 30 s the recognizer cuts at pauses
+    soundfile.write(wav, np.concatenate([samples, np.zeros(35 * rate, np.int16)]), rate, format="WAV")
+    status, answer = post(url + "api/transcribe", wav.getvalue(), "audio/wav")
+    assert status == 200 and answer["text"] == reference and answer["duration"] > 35, answer
+
+
+def test_concurrent_requests_answered_right(server, speech_clip):
+    url, _ = server
+    path, reference = speech_clip
+    audio = path.read_bytes()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(url + "api/transcribe", audio, "audio/wav"), range(8)))
+    assert all(status == 200 and answer["text"] == reference for status, answer in answers), answers
+
+
+# ---------------------------------------------------------------------------------------------------- batching
+
+class FakeRecognizer:
+    """Answers each waveform with its length as text; records its batches; `release` holds decoding back."""
+
+    config = SimpleNamespace(modality="audio", features=SimpleNamespace(sample_rate=16000))
+    decoder, split_over = None, 30.0
+
+    def __init__(self, seconds: float = 0.0):
+        self.batches, self.seconds = [], seconds
+        self.started, self.release = threading.Event(), threading.Event()
+        self.release.set()
+
+    def load_input(self, item):
+        samples, rate = item
+        return samples
+
+    def transcribe_inputs(self, inputs, timestamps=False):
+        from speechrnn.output import Transcript
+
+        self.started.set()
+        self.release.wait(60)
+        self.batches.append(len(inputs))
+        time.sleep(self.seconds)
+        return [Transcript("", str(len(x)), [], len(x) / 16000) for x in inputs]
+
+
+@contextmanager
+def fake_server(recognizer, **limits):
+    from speechrnn.serve import Limits, make_server
+
+    server = make_server({"audio": ("fake.pt", recognizer)}, port=0, limits=Limits(**limits))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        recognizer.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def wav_bytes(samples: int) -> bytes:
+    out = io.BytesIO()
+    soundfile.write(out, np.full(samples, 100, np.int16), 16000, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+def test_concurrent_requests_are_batched():
+    fake = FakeRecognizer(seconds=0.3)
+    with fake_server(fake, batch=16) as server:
+        url = server.url
+        sizes = [100 * k for k in range(1, 9)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda n: post(url + "api/transcribe", wav_bytes(n), "audio/wav"), sizes))
+    assert [answer for status, answer in answers if status != 200] == []
+    assert [answer["text"] for _, answer in answers] == [str(n) for n in sizes]  # each its own answer
+    assert sum(fake.batches) == 8 and max(fake.batches) > 1 and len(fake.batches) < 8, fake.batches
+
+
+def test_a_lone_request_does_not_wait_for_a_batch():
+    from speechrnn.batching import Batcher
+
+    fake = FakeRecognizer()
+    batcher = Batcher(fake, max_batch=16, max_wait=5.0)
+    try:
+        for n in (100, 200):
+            start = time.monotonic()
+            with batcher.arriving() as submit:
+                job = submit(np.zeros(n))
+            assert batcher.result(job).text == str(n) and time.monotonic() - start < 2.5
+    finally:
+        batcher.close()
+    assert fake.batches == [1, 1]
+
+
+def test_full_queue_gets_503_with_retry_after():
+    fake = FakeRecognizer()
+    fake.release.clear()
+    with fake_server(fake, batch=1, max_queue=1) as server, ThreadPoolExecutor(2) as pool:
+        url, waiting = server.url, server.batchers["audio"].queue
+        first = pool.submit(post, url + "api/transcribe", wav_bytes(100), "audio/wav")
+        assert fake.started.wait(30)  # the first is being decoded
+        second = pool.submit(post, url + "api/transcribe", wav_bytes(200), "audio/wav")
+        deadline = time.monotonic() + 30
+        while waiting.qsize() < 1:  # the second waits in the queue
+            assert time.monotonic() < deadline, "the second request was not queued"
+            time.sleep(0.01)
+        request = urllib.request.Request(url + "api/transcribe", data=wav_bytes(300),
+                                         headers={"Content-Type": "audio/wav"}, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 503
+        retry_after, answer = refused.value.headers.get("Retry-After"), json.loads(refused.value.read())
+        fake.release.set()
+        assert first.result()[0] == second.result()[0] == 200
+    assert int(retry_after) >= 1 and "busy" in answer["error"] and "try again" in answer["error"]
 
 
 # ---------------------------------------------------------------------------------------------------- browser

@@ -163,8 +163,9 @@ def test_transcribe_cli_formats_folders_stdin_and_a_bad_file(bundle, wavs, tmp_p
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    run = cli("transcribe", bundle, empty)
-    assert run.returncode == 2 and "has no files ending in" in run.stderr
+    run = cli("transcribe", bundle, empty, wavs[0])  # an empty folder is one failed input: the others go on
+    assert run.returncode == 1 and run.stderr.count("error:") == 1 and "has no files ending in" in run.stderr
+    assert run.stdout.split("\t")[0] == str(wavs[0])
     run = cli("transcribe", bundle, wavs[0], wavs[1], "--format", "vtt")
     assert run.returncode == 2 and "--output" in run.stderr
 
@@ -200,3 +201,139 @@ def test_align_cli_prints_words_and_draws_them(bundle, wavs, tmp_path):
     rows = [line.split() for line in run.stdout.splitlines()]
     assert [row[3] for row in rows] == text.split()  # start end confidence word
     assert all(float(row[0]) < float(row[1]) for row in rows)
+
+
+# ------------------------------------------------------------------------------ issue 15: short clips, outputs, FIFOs
+
+SHIPPED = REPO / "speechrnn" / "pretrained" / "an4.pt"
+
+
+def test_a_text_longer_than_the_frames_is_spread_over_them_not_refused():
+    """CTC cannot align 5 characters to 3 frames; before, align raised RuntimeError
+    ("targets length is too long for CTC"). Now the characters share the frames' time evenly."""
+    tokenizer = Tokenizer.build(["AB BA"], TextConfig())
+    log_probs = torch.randn(3, len(tokenizer)).log_softmax(-1)
+    tokens = [tokenizer.index[c] for c in "AB BA"]
+    result = align(log_probs, tokens, tokenizer, 0.04, scores=log_probs, end_reach=3)
+    assert result.spread and result.text == "AB BA"
+    assert [w.text for w in result.words] == ["AB", "BA"] and len(result.chars) == 4
+    assert [(round(w.start, 3), round(w.end, 3)) for w in result.words] == [(0.0, 0.048), (0.072, 0.12)]
+    assert all(0.0 <= w.confidence <= 1.0 for w in result.words + result.chars)
+    one_frame = align(log_probs[:1], tokens, tokenizer, 0.04)
+    assert [w.text for w in one_frame.words] == ["AB", "BA"] and one_frame.words[-1].end == pytest.approx(0.04)
+    assert not align(log_probs.repeat(2, 1), tokens, tokenizer, 0.04).spread  # enough frames: aligned as before
+
+
+def short_clips(folder: Path, wav: Path) -> list[Path]:
+    """30, 50, 80 and 120 ms from the middle of an AN4 utterance."""
+    samples, rate = soundfile.read(wav, dtype="float32")
+    clips = []
+    for ms in (30, 50, 80, 120):
+        clips.append(folder / f"short{ms}.wav")
+        soundfile.write(clips[-1], samples[len(samples) // 3: len(samples) // 3 + rate * ms // 1000], rate)
+    return clips
+
+
+def test_word_times_on_clips_of_a_few_frames(wavs, tmp_path):
+    """The shipped model (with aligners: a separator at each end of the text) read a letter into 30-120 ms clips,
+    and timing it raised from align.py: json printed nothing for the batch, srt/vtt wrote no file. --no-gate: the
+    clips are decoded (the gate would give them "" undecoded)."""
+    clips = short_clips(tmp_path, wavs[0])
+    run = cli("transcribe", "--no-gate", "--format", "json", *clips, wavs[0])
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    documents = json.loads(run.stdout)
+    assert [d["path"] for d in documents] == [str(p) for p in clips + [wavs[0]]]
+    for d in documents:
+        assert len(d.get("words", [])) == len(d["text"].split())
+        frames_end = -(-d["duration"] // 0.04) * 0.04  # the end of the last 40 ms output frame
+        assert all(0 <= w["start"] < w["end"] <= frames_end + 1e-6 for w in d.get("words", []))
+    for fmt in ("srt", "vtt"):
+        run = cli("transcribe", "--no-gate", "--format", fmt, "--output", tmp_path / fmt, *clips)
+        assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+        assert sorted(p.name for p in (tmp_path / fmt).iterdir()) == sorted(f"{p.stem}.{fmt}" for p in clips)
+    recognizer = Recognizer.load(SHIPPED, gate=False)  # the aligners' right-to-left path too
+    for result in recognizer.transcribe(clips, timestamps=True):
+        assert len(result.words) == len(result.text.split())
+
+
+def test_output_names_are_distinct_and_predictable():
+    from speechrnn.cli.transcribe import output_names
+
+    names = output_names(["a/x.wav", "b/x.wav", "c/x.mp3", "c/x.ogg", "y.wav", "y.wav", "d/z.flac"], "txt")
+    assert {k: str(v) for k, v in names.items()} == {
+        "a/x.wav": "a/x.wav.txt", "b/x.wav": "b/x.wav.txt", "c/x.mp3": "c/x.mp3.txt", "c/x.ogg": "c/x.ogg.txt",
+        "y.wav": "y.txt", "d/z.flac": "z.txt"}
+    assert {str(v) for v in output_names(["d/x.mp3", "d/x.ogg"], "srt").values()} == {"x.mp3.srt", "x.ogg.srt"}
+    clash = output_names(["x.wav", "x.flac", "x.wav.ogg"], "txt")  # x.wav.txt twice: all mirrored, extension kept
+    assert sorted(map(str, clash.values())) == ["x.flac.txt", "x.wav.ogg.txt", "x.wav.txt"]
+
+
+def test_outputs_never_overwrite_each_other_or_an_earlier_run(bundle, wavs, tmp_path):
+    """a/x.wav, b/x.wav, x.flac, x.ogg went to one x.txt (4 inputs, 2 files, exit 0); a second run replaced the
+    first's files without a word."""
+    samples, rate = soundfile.read(wavs[0], dtype="float32")
+    inputs = [tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", tmp_path / "c" / "x.flac", tmp_path / "c" / "x.ogg"]
+    for path, clip in zip(inputs, (samples, samples[: rate], samples[rate // 2:], samples)):
+        path.parent.mkdir(exist_ok=True)
+        soundfile.write(path, clip, rate)
+    out = tmp_path / "out"
+    run = cli("transcribe", bundle, *inputs, "--output", out)
+    assert run.returncode == 0, run.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a/x.wav.txt", "b/x.wav.txt", "c/x.flac.txt", "c/x.ogg.txt"]
+    recognizer = Recognizer.load(bundle)
+    alone = {p: recognizer.transcribe(p).text + "\n" for p in inputs[1:3]}
+    assert (out / "b" / "x.wav.txt").read_text() == alone[inputs[1]]
+    assert (out / "c" / "x.flac.txt").read_text() == alone[inputs[2]]
+
+    (out / "b" / "x.wav.txt").write_text("kept")
+    again = cli("transcribe", bundle, *inputs, "--output", out)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1  # one line: nothing was transcribed
+    assert "a/x.wav.txt: exists already (and 3 more); add --overwrite" in again.stderr
+    assert (out / "b" / "x.wav.txt").read_text() == "kept"
+    again = cli("transcribe", bundle, *inputs, "--output", out, "--overwrite")
+    assert again.returncode == 0 and (out / "b" / "x.wav.txt").read_text() == alone[inputs[1]]
+    assert not [p for p in out.rglob(".*")]  # no temporary files left
+
+
+def test_write_file_is_whole_or_nothing(tmp_path):
+    from speechrnn.output import write_file
+
+    target = tmp_path / "x.txt"
+    write_file(target, "one")
+    with pytest.raises(FileExistsError):
+        write_file(target, "two")
+    assert target.read_text() == "one"
+    write_file(target, "two", overwrite=True)
+    assert target.read_text() == "two" and sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OSError):
+        write_file(tmp_path / "d", "three", overwrite=True)  # a folder in the way: refused, nothing left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "x.txt"]
+
+
+def test_a_fifo_or_a_device_is_refused_not_read(bundle, wavs, tmp_path):
+    """A FIFO named .wav blocked transcribe for ever (soundfile opened it, waiting for a writer); the files after
+    it were never read. Now every reader refuses a file that is not regular, on one line."""
+    from speechrnn.audio import audio_duration, load_audio, source_seconds
+    from speechrnn.errors import AudioError
+
+    fifo = tmp_path / "stream.wav"
+    os.mkfifo(fifo)
+    for read in (lambda p: load_audio(p, 16000), audio_duration, lambda p: source_seconds(p, 16000),
+                 lambda p: load_audio("/dev/null", 16000)):
+        with pytest.raises(AudioError, match="not a regular file"):
+            read(fifo)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.wav").write_bytes(wavs[1].read_bytes())
+    os.mkfifo(folder / "pipe.wav")
+    try:
+        run = subprocess.run([sys.executable, "-m", "speechrnn", "transcribe", str(bundle), str(fifo), str(wavs[0]),
+                              str(folder)], env=ENV, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("transcribe hung on a FIFO")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "stream.wav: not a regular file (a FIFO)" in errors[0] and "pipe.wav" in errors[1]
+    assert [line.split("\t")[0] for line in run.stdout.splitlines()] == [str(wavs[0]), str(folder / "good.wav")]

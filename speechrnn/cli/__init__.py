@@ -10,10 +10,10 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
-from . import bundle, classify, evaluate, ink, lm, mic, serve, tagger, train, transcribe
+from . import bundle, classify, evaluate, ink, lm, mic, models, serve, tagger, train, transcribe
 
 EPILOG = "Run `speechrnn COMMAND --help` for a command's options. Recipes: recipes/<corpus>/run.sh."
-COMMAND_GROUPS = (train, evaluate, transcribe, lm, bundle, ink, classify, tagger, serve, mic)  # in --help's order
+COMMAND_GROUPS = (models, transcribe, train, evaluate, lm, bundle, ink, classify, tagger, serve, mic)  # in --help's order
 
 
 def build_parser() -> argparse.ArgumentParser:

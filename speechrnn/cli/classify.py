@@ -32,7 +32,7 @@ def cmd_classify_train(args) -> None:
     from ..tasks.classify.task import load_classify_config, train
 
     config = training_config(load_classify_config, args)
-    result = train(config, resume=args.resume)
+    result = train(config, resume=args.resume, overwrite=args.overwrite)
     if config.data.test_manifest:
         print_summary(evaluate_manifest(result.bundle, config.data.test_manifest, Path(config.train.exp_dir) / "eval",
                                         "test", config.train.device))

@@ -45,10 +45,13 @@ def parse_hotwords(items: list[str] | None) -> dict[str, float]:
 
 
 def add_training_arguments(parser, config_example: str, overrides_example: str, device_default: str) -> None:
-    """CONFIG [key=value ...] [--resume] [--device]: the arguments of every training command."""
+    """CONFIG [key=value ...] [--resume | --overwrite] [--device]: the arguments of every training command."""
     parser.add_argument("config", help=f"YAML config ({config_example})")
     parser.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {overrides_example}")
-    parser.add_argument("--resume", action="store_true", help="continue from exp_dir/last.pt if it exists")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from exp_dir/last.pt if it exists")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the earlier run in exp_dir (without it, or --resume, such a folder is refused)")
     add_device_option(parser, meaning=device_default)
 
 

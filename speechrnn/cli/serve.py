@@ -10,7 +10,9 @@ def cmd_serve(args) -> None:
     (an audio file as the body) and POST /api/ink ({"strokes": [[[x, y, t], ...], ...]}); see speechrnn/serve.py."""
     from ..serve import serve
 
-    serve(args.bundles, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    serve(args.bundles, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device,
+          max_audio_seconds=args.max_audio_seconds, max_ink_points=args.max_ink_points, batch=args.batch,
+          batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue, threads=args.threads)
 
 
 def add_parsers(commands) -> None:
@@ -26,4 +28,17 @@ def add_parsers(commands) -> None:
     p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
                    help="largest upload accepted, in MB (default 50, about 8 minutes of 48 kHz 16-bit audio); "
                         "larger ones get HTTP 413")
+    p.add_argument("--max-audio-seconds", type=float, default=120.0, metavar="S",
+                   help="longest recording per request, in seconds (default 120); longer ones get HTTP 413")
+    p.add_argument("--max-ink-points", type=int, default=None, metavar="N",
+                   help="most points in one ink (default 100000, or $SPEECHRNN_MAX_INK_POINTS); more get HTTP 413")
+    p.add_argument("--batch", type=int, default=16, metavar="N",
+                   help="requests to one model decoded together at most (default 16; 1: one at a time)")
+    p.add_argument("--batch-wait-ms", type=float, default=20.0, metavar="MS",
+                   help="how long a batch waits at most for requests being received (default 20 ms; it does not "
+                        "wait when none are)")
+    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+                   help="requests waiting per model (default 64); more get HTTP 503 with Retry-After")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads for the models (default: torch's, one per core)")
     add_device_option(p, default="cpu", meaning="default: cpu")

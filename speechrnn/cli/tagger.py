@@ -41,7 +41,7 @@ def cmd_tagger_train(args) -> None:
     best = highest dev frame accuracy (ties: lower dev loss)."""
     from ..tasks.tagger.task import load_tagger_config, train
 
-    train(training_config(load_tagger_config, args), resume=args.resume)
+    train(training_config(load_tagger_config, args), resume=args.resume, overwrite=args.overwrite)
 
 
 def cmd_tagger_eval(args) -> None:

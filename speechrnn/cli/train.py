@@ -11,7 +11,7 @@ def cmd_train(args) -> None:
     from ..config import load_config
     from ..tasks.ctc import train
 
-    train(training_config(load_config, args), resume=args.resume)
+    train(training_config(load_config, args), resume=args.resume, overwrite=args.overwrite)
 
 
 def cmd_stats(args) -> None:

@@ -1,6 +1,7 @@
 """`speechrnn transcribe | align`: audio or ink files to text; one recording's word times drawn to PNG."""
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,20 +14,67 @@ INK_EXTENSIONS = (".json", ".inkml", ".xml")
 FORMATS = ["txt", "json", "jsonl", "srt", "vtt"]
 
 
-def expand_inputs(inputs: list[str], extensions: tuple[str, ...]) -> list[str]:
-    """Files as given; folders searched recursively for `extensions`; "-" reads paths from stdin, one a line."""
+def expand_inputs(inputs: list[str], extensions: tuple[str, ...], problems: list | None = None) -> list[str]:
+    """Files as given; folders searched recursively for `extensions` (anything so named but a folder: a FIFO or a
+    broken link is the reader's to refuse, with its own line); "-" reads paths from stdin, one a line. A folder
+    with no such files is a UserError: raised, or appended to `problems` as (folder, error) when given (and the
+    others go on)."""
     paths = []
     for item in inputs:
         if item == "-":
             paths += [line.strip() for line in sys.stdin if line.strip()]
         elif Path(item).is_dir():
-            found = sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions and p.is_file())
+            found = sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions and not p.is_dir())
             if not found:
-                raise UserError(f"{item}: the folder has no files ending in {', '.join(extensions)}")
+                problem = UserError(f"{item}: the folder has no files ending in {', '.join(extensions)}; name files "
+                                    "or a folder that holds some")
+                if problems is None:
+                    raise problem
+                problems.append((item, problem))
             paths += found
         else:
             paths.append(item)
     return paths
+
+
+def output_names(paths: list[str], fmt: str) -> dict[str, Path]:
+    """Each input's file name under --output: <stem>.<fmt>; inputs that share a stem are named after their path
+    below the folder they have in common, extension kept (a/x.wav, b/x.wav -> a/x.wav.fmt, b/x.wav.fmt; x.mp3,
+    x.ogg -> x.mp3.fmt, x.ogg.fmt). Should that still clash (x.wav beside x.wav.wav), every input is named so,
+    below the folder all of them share. The same file given twice has one name."""
+    real = {path: os.path.abspath(path) for path in paths}
+    distinct = sorted(set(real.values()))
+
+    def mirrored(group: list[str]) -> dict[str, Path]:
+        top = os.path.commonpath([os.path.dirname(a) for a in group])
+        return {a: Path(f"{os.path.relpath(a, top)}.{fmt}") for a in group}
+
+    by_stem: dict[str, list[str]] = {}
+    for a in distinct:
+        by_stem.setdefault(Path(a).stem, []).append(a)
+    names = {}
+    for stem, group in by_stem.items():
+        names.update(mirrored(group) if len(group) > 1 else {group[0]: Path(f"{stem}.{fmt}")})
+    if len(set(names.values())) < len(names):
+        names = mirrored(distinct)
+    return {path: names[real[path]] for path in paths}
+
+
+def output_targets(out_dir: Path, paths: list[str], fmt: str, overwrite: bool) -> dict[str, Path]:
+    """Each input's output file in out_dir (created), refusing (one line) when any exists already and not
+    `overwrite`: outputs from an earlier run are never replaced unasked."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--output {out_dir}: is a file, not a folder; name a folder (it is created if missing)")
+    targets = {path: out_dir / name for path, name in output_names(paths, fmt).items()}
+    there = sorted({str(t) for t in targets.values() if os.path.lexists(t)})
+    if there and not overwrite:
+        more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
+        raise UserError(f"{there[0]}: exists already{more}; add --overwrite to replace it, or choose another --output")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--output {out_dir}: cannot create the folder ({err.strerror}); choose another") from None
+    return targets
 
 
 def split_bundle(items: list[str]) -> tuple[str, list[str]]:
@@ -70,48 +118,75 @@ def seconds_bar(path, seconds: float):
 
 def cmd_transcribe(args) -> None:
     """Transcribe files, folders (searched recursively by extension) or '-' (paths on stdin). Decodes with the
-    bundle's tuned beam search when it has one (`speechrnn tune`), else greedily. Unreadable files are reported and
-    skipped; the exit status is 1 if any failed. Recordings of any length work: those over --split-over seconds are
+    bundle's tuned beam search when it has one (`speechrnn tune`), else greedily. An input that cannot be used (not
+    audio or ink, unreadable, a FIFO or device, an empty folder) is reported on one line and skipped, the others go
+    on, and the exit status is 1 if any failed. Recordings of any length work: those over --split-over seconds are
     cut at pauses and decoded segment by segment."""
     from tqdm import tqdm
 
-    from ..output import NEEDS_TIMES, render, to_dict
+    from ..output import NEEDS_TIMES, to_dict
     from ..recognizer import Recognizer
 
-    if args.format in ("srt", "vtt") and not args.output and len(args.inputs) > 1:
-        raise UserError(f"--format {args.format} writes one file per input: give --output DIR for several inputs")
     decoding, beam = beam_settings(args)
     args.bundle, args.inputs = split_bundle(args.inputs)
     recognizer = Recognizer.load(args.bundle, device=args.device or "cpu", decoding=decoding, vad=args.vad,
-                                 split_over=args.split_over, **beam)
-    paths = expand_inputs(args.inputs, INK_EXTENSIONS if recognizer.config.modality == "ink" else AUDIO_EXTENSIONS)
-    out_dir = Path(args.output) if args.output else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    failed, documents = [], []
+                                 split_over=args.split_over, gate=not args.no_gate, **beam)
+    problems: list[tuple[str, UserError]] = []
+    paths = expand_inputs(args.inputs, INK_EXTENSIONS if recognizer.config.modality == "ink" else AUDIO_EXTENSIONS,
+                          problems)
+    if args.format in ("srt", "vtt") and not args.output and len(paths) + len(problems) > 1:
+        raise UserError(f"--format {args.format} writes one file per input: give --output DIR for several inputs")
+    targets = output_targets(Path(args.output), paths, args.format, args.overwrite) if args.output else None
+    for _, problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    failed, documents, written = [item for item, _ in problems], [], set()
     bar = tqdm(total=len(paths), unit="file", desc="transcribe", disable=None if len(paths) > 1 else True,
                file=sys.stderr)
     results = recognizer.transcribe_each(paths, args.format in NEEDS_TIMES, chunk=args.chunk, long_progress=seconds_bar)
     for path, result in zip(paths, results):  # a chunk of files in memory at a time; long ones read in blocks
-        if isinstance(result, UserError):  # unreadable audio or ink: reported, and the other files go on
-            bar.write(f"error: {result}", file=sys.stderr)
+        if isinstance(result, Exception) or (targets and not _write(result, targets[path], args, written, bar)):
+            if isinstance(result, Exception):  # unreadable audio or ink: reported, and the other files go on
+                bar.write(f"error: {result}", file=sys.stderr)
             failed.append(path)
-        elif out_dir:
-            (out_dir / f"{Path(path).stem}.{args.format}").write_text(render(result, args.format), encoding="utf-8")
-        elif args.format == "txt":
-            print(f"{path}\t{result.text}", flush=True)
-        elif args.format == "json":
-            documents.append(result)
-        else:
-            print(render(result, args.format), end="", flush=True)
+        elif not targets:
+            documents += _print_result(path, result, args.format)
         bar.update(1)
     bar.close()
     if documents:
         print(json.dumps([to_dict(r) for r in documents] if len(documents) > 1 else to_dict(documents[0]),
                          ensure_ascii=False, indent=2))
     if failed:
-        print(f"{len(failed)} of {len(paths)} input(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{len(failed)} of {len(paths) + len(problems)} input(s) failed: {', '.join(failed)}", file=sys.stderr)
         sys.exit(1)
+
+
+def _print_result(path: str, result, fmt: str) -> list:
+    """Print one transcript to stdout in `fmt`; json ones are returned to be printed together at the end."""
+    from ..output import render
+
+    if fmt == "json":
+        return [result]
+    print(f"{path}\t{result.text}\n" if fmt == "txt" else render(result, fmt), end="", flush=True)
+    return []
+
+
+def _write(result, target: Path, args, written: set[Path], bar) -> bool:
+    """Write one transcript to its file (whole or not at all); False, with an error line, when that failed.
+    `written`: the files this run wrote (the same input given twice writes its file again)."""
+    from ..output import render, write_file
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)  # a name below the inputs' common folder (output_names)
+        write_file(target, render(result, args.format), overwrite=args.overwrite or target in written)
+    except FileExistsError:
+        bar.write(f"error: {target}: appeared while transcribing; add --overwrite to replace it", file=sys.stderr)
+        return False
+    except OSError as err:
+        bar.write(f"error: {target}: cannot be written ({err.strerror}); check the --output folder",
+                  file=sys.stderr)
+        return False
+    written.add(target)
+    return True
 
 
 def cmd_align(args) -> None:
@@ -146,14 +221,20 @@ def add_transcribe_parser(commands) -> None:
         usage="speechrnn transcribe [options] [BUNDLE] INPUT...",
         epilog="formats: txt (path<TAB>text), jsonl (a JSON object a line), json (with word start/end times in "
                "seconds and confidences), srt and vtt (subtitles). With --output DIR, one file per input: "
-               "DIR/<name>.<format>.")
+               "DIR/<stem>.<format> (see --output for inputs that share a stem).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a model bundle (.pt; left out: the shipped AN4 speech model, or the UNIPEN handwriting model "
                         "for ink files), then audio files (wav, flac, ogg, mp3, sphere) for a speech bundle, ink "
                         "files (.json, .inkml, IAM-OnDB .xml) for a handwriting bundle, folders of them, or - to read "
                         "paths from stdin")
     p.add_argument("--format", choices=FORMATS, default="txt")
-    p.add_argument("--output", metavar="DIR", help="write one file per input into DIR instead of printing")
+    p.add_argument("--output", metavar="DIR",
+                   help="write one file per input into DIR instead of printing: DIR/<stem>.<format>; inputs that "
+                        "share a stem are named after their path below the folder they have in common, extension "
+                        "kept (a/x.wav, b/x.wav -> DIR/a/x.wav.txt, DIR/b/x.wav.txt; x.mp3, x.ogg -> DIR/x.mp3.txt, "
+                        "DIR/x.ogg.txt). Files are written whole (a temporary file, renamed); an output that exists "
+                        "already is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist in --output DIR")
     add_device_option(p, meaning="default: cpu")
     p.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle has a tuned decoder")
     p.add_argument("--beam", type=int, metavar="N", help="beam search with N hypotheses (default of tuned: its own)")
@@ -167,6 +248,9 @@ def add_transcribe_parser(commands) -> None:
                    help="audio longer than this (default 30 s; minutes or hours are fine) is read in blocks, cut "
                         "into segments at pauses by the VAD and decoded segment by segment, with bounded memory; "
                         "word times stay relative to the start of the file")
+    p.add_argument("--no-gate", action="store_true",
+                   help="decode every input: by default silence, noise and clicks (a dot of ink) give an empty "
+                        "transcript, the gate's decision in json output (speechrnn/gate.py)")
     p.add_argument("--vad", default="energy", metavar="energy|BUNDLE",
                    help="voice-activity detector for --split-over: 'energy' (log energy against an adaptive noise "
                         "floor, the default) or a frame-tagger bundle (`speechrnn tagger train`)")

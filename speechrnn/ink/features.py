@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .limits import max_ink_points, too_many_points
 from .readers import Ink, InkError
 
 FEATURE_NAMES = ("dx", "dy", "pen_up", "dir_cos", "dir_sin", "curv_cos", "curv_sin", "y")
@@ -49,6 +50,15 @@ def _resample_stroke(stroke: np.ndarray, spacing: float) -> np.ndarray:
     n = max(int(math.ceil(arc[-1] / spacing - 1e-9)), 1)
     at = np.linspace(0.0, arc[-1], n + 1)
     return np.column_stack([np.interp(at, arc, stroke[:, c]) for c in range(stroke.shape[1])])
+
+
+def resampled_points(ink: Ink, spacing: float) -> int:
+    """How many points `resample(ink, spacing)` gives, without making them."""
+    total = 0
+    for stroke in _stroke_list(ink):
+        arc = float(np.hypot(*np.diff(stroke[:, :2], axis=0).T).sum()) if len(stroke) > 1 else 0.0
+        total += max(int(math.ceil(arc / spacing - 1e-9)), 1) + 1 if arc > 0 else 1
+    return total
 
 
 def resample(ink: Ink, spacing: float) -> Ink:
@@ -99,10 +109,17 @@ def normalize(ink: Ink, flip_y: bool = False) -> Ink:
 def ink_features(ink: Ink, spacing: float = DEFAULT_SPACING, use_time: bool = False,
                  flip_y: bool = False) -> np.ndarray:
     """Normalise, resample every `spacing` heights, and compute the per-point features listed in the module
-    docstring: float32 (T, 8), or (T, 9) with `use_time` (which needs inks with a time channel)."""
+    docstring: float32 (T, 8), or (T, 9) with `use_time` (which needs inks with a time channel). An ink whose
+    resampled pen path is over max_ink_points() long (points far apart for the writing's size) is refused."""
+    where = ink.source or "ink"
     if use_time and not ink.has_time:
-        raise InkError("ink has no time channel, so use_time cannot be used; set use_time false for this data")
-    strokes = resample(normalize(ink, flip_y), spacing).strokes
+        raise InkError(f"{where}: ink has no time channel, so use_time cannot be used; set use_time false for "
+                       f"this data")
+    normalized = normalize(ink, flip_y)
+    count, limit = resampled_points(normalized, spacing), max_ink_points()
+    if count > limit:
+        raise too_many_points(where, count, limit, "points once resampled (a long pen path for the writing's size)")
+    strokes = resample(normalized, spacing).strokes
     if not strokes:
         raise InkError("ink has no points")
     pts = np.concatenate([s[:, :2] for s in strokes])

@@ -11,22 +11,21 @@ UNIPEN `.dat` files are read by speechrnn/ink/unipen.py.
 
 Coordinate conventions: UNIPEN's y axis points up, screen formats (IAM-OnDB, most InkML) point down. The
 features (speechrnn/ink/features.py) use y up: pass `flip_y=True` for y-down sources.
+
+Limits (speechrnn/ink/limits.py): every reader refuses an ink of more than `max_ink_points()` points (default
+100,000), and JSON nested deeper than MAX_JSON_DEPTH before it is parsed, with one InkError line.
 """
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-
-class InkError(UserError):
-    """Ink that cannot be read or used (malformed file, empty or degenerate trace)."""
-
+from .limits import InkError, PointCounter, max_ink_points, parse_json, too_many_points
 
 @dataclass
 class Ink:
@@ -34,6 +33,7 @@ class Ink:
 
     strokes: list[np.ndarray]
     text: str | None = None
+    source: str | None = field(default=None, compare=False, repr=False)  # file or manifest entry, for messages
 
     @property
     def num_points(self) -> int:
@@ -47,8 +47,9 @@ class Ink:
 
 
 def check_ink(ink: Ink, where: str) -> Ink:
-    """Raise InkError (one line, starting with `where`) unless `ink` has at least two finite points in strokes of
-    shape (N, 2) or (N, 3), all with the same channels, and time never goes backwards within a stroke."""
+    """Raise InkError (one line, starting with `where`) unless `ink` has at least two finite points (and at most
+    max_ink_points()) in strokes of shape (N, 2) or (N, 3), all with the same channels, and time never goes
+    backwards within a stroke. Records `where` as the ink's source (for later messages) when it has none."""
     if not isinstance(ink.strokes, (list, tuple)):
         raise InkError(f"{where}: strokes must be a list of (N, 2) or (N, 3) arrays, not {type(ink.strokes).__name__}")
     widths = set()
@@ -69,6 +70,8 @@ def check_ink(ink: Ink, where: str) -> Ink:
         raise InkError(f"{where}: a single point, too little ink to recognise; drop it or fix the source")
     if len(widths) > 1:
         raise InkError(f"{where}: strokes mix (N, 2) and (N, 3) points; give all strokes a time channel or none")
+    if total > max_ink_points():
+        raise too_many_points(where, total, max_ink_points())
     for k, stroke in enumerate(ink.strokes):
         stroke = np.asarray(stroke, dtype=np.float64)
         if stroke.size == 0:
@@ -82,6 +85,8 @@ def check_ink(ink: Ink, where: str) -> Ink:
                 i = int(back[0])
                 raise InkError(f"{where}: stroke {k}: time goes backwards at point {i + 1} "
                                f"({stroke[i + 1, 2]:g} s after {stroke[i, 2]:g} s)")
+    if ink.source is None:
+        ink.source = where
     return ink
 
 
@@ -129,9 +134,12 @@ def read_inkml(path: str | Path) -> Ink:
     ix, iy = channels.index("X"), channels.index("Y")
     it = channels.index("T") if "T" in channels else None
     strokes = []
+    counter = PointCounter(str(path))
     for k, trace in enumerate(e for e in root.iter() if _local(e.tag) == "trace"):
         rows = []
-        for point in (trace.text or "").split(","):
+        points = (trace.text or "").split(",")
+        counter.add(len(points) - 1)  # an upper bound: a trailing comma or blank makes one empty piece
+        for point in points:
             values = point.split()
             if not values:
                 continue
@@ -168,8 +176,10 @@ def read_iam_ondb(strokes_xml: str | Path) -> Ink:
     if not sets:
         raise InkError(f"{path}: no <StrokeSet> element; not an IAM-OnDB lineStrokes file")
     has_time = None
+    counter = PointCounter(str(path))
     for k, stroke in enumerate(e for s in sets for e in s if _local(e.tag) == "Stroke"):
         rows = []
+        counter.add(len(stroke))
         for point in stroke:
             if _local(point.tag) != "Point":
                 continue
@@ -220,12 +230,10 @@ def read_json(path: str | Path) -> Ink:
     """`{"strokes": [[[x, y(, t)], ...], ...], "text": optional}`."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as err:
         raise InkError(f"{path}: cannot read ({err.strerror or err})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InkError(f"{path}: not JSON ({err})") from None
-    return ink_from_dict(data, str(path))
+    return ink_from_dict(parse_json(raw, str(path)), str(path))
 
 
 INK_READERS = {".json": read_json, ".inkml": read_inkml, ".xml": read_iam_ondb}
@@ -244,6 +252,9 @@ def read_ink(path: str | Path) -> Ink:
 def ink_from_dict(data, where: str) -> Ink:
     if not isinstance(data, dict) or not isinstance(data.get("strokes"), list):
         raise InkError(f"{where}: expected an object with a \"strokes\" list")
+    total, limit = sum(len(s) if isinstance(s, list) else 1 for s in data["strokes"]), max_ink_points()
+    if total > limit:  # before the points become arrays
+        raise too_many_points(where, total, limit)
     strokes = []
     for k, stroke in enumerate(data["strokes"]):
         try:

@@ -13,6 +13,7 @@ from ..align import ctc_frames_needed
 from ..bundle import atomic_save, load_bundle
 from ..config import Config
 from ..data import load_dataset, make_loader, manifest_texts
+from ..datacheck import usable_audio
 from ..decode import greedy_decode
 from ..errors import UserError
 from ..features import length_mask
@@ -131,6 +132,8 @@ class CTCTask(Task):
         datasets = []
         for manifest, training in ((config.data.train_manifest, True), (config.data.dev_manifest, False))[: 2 if main else 1]:
             dataset = load_dataset(config, manifest, self.tokenizer, training)
+            if config.modality == "audio":
+                dataset = usable_audio(dataset, config.data, manifest)
             dataset = keep_trainable(dataset, self.tokenizer, self.model, manifest)
             self.tokenizer.report_unknown(manifest)
             if not len(dataset):
@@ -192,9 +195,9 @@ class CTCTask(Task):
         return {"dev_cer": -key[0]}
 
 
-def train(config: Config, resume: bool = False) -> FitResult:
+def train(config: Config, resume: bool = False, overwrite: bool = False) -> FitResult:
     """Train a CTC recognizer (see training.loop.fit): exp_dir gets last.pt, best.pt, train_log.jsonl and model.pt."""
-    return fit(CTCTask(config), config, resume)
+    return fit(CTCTask(config), config, resume, overwrite)
 
 
 def compute_cmvn_file(config: Config, output) -> int:

@@ -32,6 +32,7 @@ from ..data import BucketBatchSampler, make_loader
 from ..device import select_device
 from ..errors import UserError
 from . import distributed as ddp
+from . import rundir
 from .optim import build_optimizer, build_scheduler
 from .state import best_key as stored_best_key
 from .state import rng_state, seed_everything, set_rng_state, trim_log
@@ -190,17 +191,18 @@ def begin_epoch(task: Task, net: torch.nn.Module, loader, epoch: int) -> None:
     task.start_epoch(epoch)
 
 
-def start_run(config, resume: bool, announce: bool = True) -> tuple[Path, dict | None]:
-    """Create exp_dir, set the CPU threads and the seeds; with `resume`, the exp_dir/last.pt checkpoint (None when
-    there is none yet, or without `resume`)."""
+def start_run(config, resume: bool, announce: bool = True, overwrite: bool = False) -> tuple[Path, dict | None]:
+    """Claim exp_dir (training/rundir.py: created, writable, an earlier run refused without `resume` or
+    `overwrite`), set the CPU threads and the seeds; with `resume`, the exp_dir/last.pt checkpoint (None when there
+    is none yet, or without `resume`)."""
     exp_dir = Path(config.train.exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    rundir.claim(exp_dir, resume, overwrite, main=announce)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     checkpoint = None
     last = exp_dir / "last.pt"
     if resume and last.is_file():
-        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+        checkpoint = rundir.load_checkpoint(last)
     elif resume and announce:
         print(f"note: --resume given but {last} does not exist; starting from scratch", file=sys.stderr)
     seed_everything(config.train.seed)
@@ -223,28 +225,32 @@ def compile_encoder(model: torch.nn.Module) -> bool:
     return True
 
 
-def fit(task: Task, config, resume: bool = False) -> FitResult:
+def fit(task: Task, config, resume: bool = False, overwrite: bool = False) -> FitResult:
     """Train `task` with `config` (its train and optim sections) into config.train.exp_dir: last.pt, best.pt,
-    train_log.jsonl and the bundle model.pt. Under torchrun with WORLD_SIZE > 1, or in a process group the caller
+    train_log.jsonl and the bundle model.pt. A folder holding an earlier run is refused unless `resume` (continue
+    it) or `overwrite` (replace it). Under torchrun with WORLD_SIZE > 1, or in a process group the caller
     initialised, with DistributedDataParallel."""
     device = select_device(config.train.device)
     if ddp.world()[1] == 1:
-        return run(task, config, resume, device)
-    return ddp.run_distributed(lambda rank_device: run(task, config, resume, rank_device), device,
+        return run(task, config, resume, device, overwrite)
+    return ddp.run_distributed(lambda rank_device: run(task, config, resume, rank_device, overwrite), device,
                                float(config.train.dist_timeout))
 
 
 def restore(checkpoint: dict, model, optimizer, scheduler, scaler, sampler, world_size: int, exp_dir: Path,
-            main: bool) -> None:
+            main: bool, config=None) -> None:
     """Load a checkpoint into the training objects. When it was trained on another number of processes an epoch
     now takes another number of steps: the LR schedule (planned in steps) goes on at the same fraction."""
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
-    if "scaler" in checkpoint:
-        scaler.load_state_dict(checkpoint["scaler"])
-    sampler.load_state_dict(checkpoint["sampler"])
-    set_rng_state(checkpoint["rng"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if "scaler" in checkpoint:
+            scaler.load_state_dict(checkpoint["scaler"])
+        sampler.load_state_dict(checkpoint["sampler"])
+        set_rng_state(checkpoint["rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise rundir.mismatch(exp_dir / "last.pt", checkpoint, config, err) from None
     if main:
         print(f"resumed from {exp_dir / 'last.pt'} after epoch {checkpoint['epoch']}", file=sys.stderr)
     trained_on = checkpoint.get("world_size", 1)
@@ -295,13 +301,19 @@ class Progress:
 class Run:
     """One process's training: the objects set up from the task and config, then `epochs()` (see fit)."""
 
-    def __init__(self, task: Task, config, resume: bool, device: torch.device):
+    def __init__(self, task: Task, config, resume: bool, device: torch.device, overwrite: bool = False):
         self.task, self.config, self.device = task, config, device
         self.rank, self.world_size = ddp.world()
         self.distributed, self.main = self.world_size > 1, self.rank == 0  # main: evaluates, prints, writes files
-        self.exp_dir, checkpoint = start_run(config, resume, announce=self.main)
+        self.exp_dir, checkpoint = start_run(config, resume, announce=self.main, overwrite=overwrite)
         with contextlib.nullcontext() if self.main else contextlib.redirect_stderr(io.StringIO()):  # warnings once
-            task.setup(checkpoint, device, self.main)
+            try:
+                task.setup(checkpoint, device, self.main)
+            except KeyError as err:  # a checkpoint lacking the task's extras (its vocabulary, its classes)
+                if checkpoint is None:
+                    raise
+                raise UserError(f"{self.exp_dir / 'last.pt'}: not a checkpoint of this task (it lacks {err}); "
+                                "resume with the command that wrote it, or start afresh with --overwrite") from None
         if self.distributed:
             ddp.check_same_on_every_rank(config, task.train_set, checkpoint["epoch"] if checkpoint else 0)
         self.train_loader = make_loader(task.train_set, config, True, config.train.seed, self.world_size, self.rank)
@@ -323,7 +335,7 @@ class Run:
         self.progress = Progress.of(checkpoint)
         if checkpoint:
             restore(checkpoint, self.model, self.optimizer, self.scheduler, self.scaler,
-                    self.train_loader.batch_sampler, self.world_size, self.exp_dir, self.main)
+                    self.train_loader.batch_sampler, self.world_size, self.exp_dir, self.main, config)
         if config.train.compile and not compile_encoder(self.model) and self.main:  # compiled on the first batches
             print("note: train.compile: the model has no conv subsampling (model.conv_channels=0), nothing to "
                   "compile", file=sys.stderr)
@@ -333,7 +345,8 @@ class Run:
         self.writer = open_tensorboard(self.exp_dir, config.train.tensorboard and self.main)
         self.log_path = self.exp_dir / "train_log.jsonl"
         if self.main and self.log_path.exists():  # keep only the epochs the checkpoint holds (none when afresh)
-            trim_log(self.log_path, self.progress.epoch)
+            with rundir.writing(self.log_path):
+                trim_log(self.log_path, self.progress.epoch)
 
     def epochs(self) -> None:
         config, progress = self.config, self.progress
@@ -370,7 +383,7 @@ class Run:
         record = {"epoch": progress.epoch, **task.log_fields(sums, dev), "lr": self.scheduler.get_last_lr()[0],
                   "epoch_seconds": round(epoch_seconds, 2),
                   "utts_per_second": round(sums["utterances"] / epoch_seconds, 2), "best_epoch": progress.best_epoch}
-        with open(self.log_path, "a") as log:
+        with rundir.writing(self.log_path), open(self.log_path, "a") as log:
             log.write(json.dumps(record) + "\n")
         if self.writer:
             for name, value in record.items():
@@ -385,9 +398,10 @@ class Run:
                  "train_seconds": progress.train_seconds, "config": to_dict(self.config),
                  "world_size": self.world_size, **task.checkpoint_extras()}
         # best before last: a run killed between the two writes still finds best.pt when it resumes
-        if improved:
-            atomic_save(state, self.exp_dir / "best.pt")
-        atomic_save(state, self.exp_dir / "last.pt")
+        with rundir.writing(self.exp_dir / "last.pt"):
+            if improved:
+                atomic_save(state, self.exp_dir / "best.pt")
+            atomic_save(state, self.exp_dir / "last.pt")
 
     def finish(self) -> FitResult:
         """The bundle from best.pt (rank 0; the other ranks wait until it is written)."""
@@ -395,7 +409,7 @@ class Run:
             self.writer.close()
         bundle_path = self.exp_dir / "model.pt"
         if self.main:
-            best = torch.load(self.exp_dir / "best.pt", map_location="cpu", weights_only=True)
+            best = rundir.load_checkpoint(self.exp_dir / "best.pt")
             self.task.save_bundle(best, bundle_path)
             print(f"best {self.task.best_line(self.progress.best_key)} at epoch {self.progress.best_epoch}; bundle "
                   f"written to {bundle_path}", file=sys.stderr)
@@ -405,8 +419,8 @@ class Run:
         return FitResult(p.best_epoch, p.best_key, p.epoch, p.train_seconds, bundle_path)
 
 
-def run(task: Task, config, resume: bool, device: torch.device) -> FitResult:
+def run(task: Task, config, resume: bool, device: torch.device, overwrite: bool = False) -> FitResult:
     """The whole training, or with an initialised process group of several ranks this rank's part of it."""
-    training = Run(task, config, resume, device)
+    training = Run(task, config, resume, device, overwrite)
     training.epochs()
     return training.finish()

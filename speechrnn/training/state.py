@@ -33,9 +33,20 @@ def seed_everything(seed: int) -> None:
 
 
 def trim_log(log_path: Path, done: int) -> None:
-    """Keep only the JSONL epoch records up to epoch `done` (the one a resumed checkpoint holds)."""
-    kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["epoch"] <= done]
+    """Keep only the JSONL epoch records up to epoch `done` (the one a resumed checkpoint holds); a line that is no
+    epoch record (half written when a run was killed, or edited by hand) goes too."""
+    kept = [line for line in log_path.read_text(errors="replace").splitlines() if _epoch(line) <= done]
     log_path.write_text("".join(line + "\n" for line in kept))
+
+
+def _epoch(line: str) -> float:
+    """The epoch of a JSONL log record, inf for anything else."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return float("inf")
+    epoch = record.get("epoch") if isinstance(record, dict) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else float("inf")
 
 
 def best_key(checkpoint: dict) -> tuple | None:

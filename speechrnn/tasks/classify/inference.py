@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...bundle import load_bundle
+from ...bundle import load_bundle, load_weights
 from ...config import from_dict
 from ...data import AudioDataset, Utterance, make_loader, read_manifest
 from ...device import select_device
@@ -111,7 +111,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu"
     config = from_dict(upgrade_config(bundle["config"]), schema=ClassifyConfig)
     classes = list(bundle["tokenizer"]["classes"])
     model = build_classifier(len(classes), config)
-    model.load_state_dict(bundle["state_dict"])
+    load_weights(model, bundle["state_dict"], path)
     return model.to(device).eval(), classes, config, extra
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ...bundle import load_model
-from ...config import DataConfig, OptimConfig, TrainConfig, choice
+from ...config import DataConfig, OptimConfig, TrainConfig, bounded, choice
 from ...errors import ConfigError
 from ...features import FeatureConfig, Features, SpecAugment, SpecAugmentConfig, length_mask
 from ...model import Encoder, ModelConfig
@@ -36,7 +36,7 @@ class ClassifyDataConfig(DataConfig):
 class ClassifierModelConfig(ModelConfig):
     pooling: str = choice(*POOLINGS)  # mean (masked average of the encoder frames) | attention (additive, masked
     # softmax)
-    attention_dim: int = 128  # attention pooling's hidden size
+    attention_dim: int = bounded(128, "> 0")  # attention pooling's hidden size
     utterance_cmn: bool = True  # subtract each utterance's own feature mean (over its valid frames) after CMVN
     # A CTC recognizer bundle (e.g. AN4's model.pt) whose front-end (features + CMVN) and encoder start this classifier
     # (transfer learning); its features.* and model.{conv_channels,rnn} replace this config's (rnn.dropout stays).
@@ -46,16 +46,16 @@ class ClassifierModelConfig(ModelConfig):
 
 @dataclass
 class ClassifyOptimConfig(OptimConfig):
-    label_smoothing: float = 0.0
+    label_smoothing: float = bounded(0.0, ">= 0 and < 1")
 
 
 @dataclass
 class AdaptConfig:
     """Unsupervised adaptation to a new speaker (`adapt`); the bundle carries these as its defaults."""
-    rounds: int = 4
-    epochs: int = 4
-    lr: float = 1.0e-3
-    repeat: int = 3
+    rounds: int = bounded(4, ">= 1")
+    epochs: int = bounded(4, ">= 1")
+    lr: float = bounded(1.0e-3, "> 0")
+    repeat: int = bounded(3, ">= 1")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from torch import nn
 from ...bundle import save_bundle
 from ...config import load_config, to_dict
 from ...data import make_loader, read_manifest
+from ...datacheck import usable_audio
 from ...device import select_device
 from ...errors import ConfigError, UserError
 from ...features import length_mask
@@ -71,8 +72,10 @@ class ClassifyTask(AccuracyTask):
             missing, _ = self.model.load_state_dict(self.pretrained, strict=False)  # all but pooling and head
             assert all(name.startswith(("pooling.", "head.")) for name in missing), missing
             print(f"front-end and encoder from {config.model.encoder_from}", file=sys.stderr)
-        self.train_set = load_labelled(config, config.data.train_manifest, classes, training=True)
-        self.dev_set = load_labelled(config, config.data.dev_manifest, classes)
+        self.train_set = usable_audio(load_labelled(config, config.data.train_manifest, classes, training=True),
+                                      config.data, config.data.train_manifest)
+        self.dev_set = usable_audio(load_labelled(config, config.data.dev_manifest, classes), config.data,
+                                    config.data.dev_manifest)
         for name, dataset in (("train", self.train_set), ("dev", self.dev_set)):
             if not len(dataset):
                 raise UserError(f"{getattr(config.data, name + '_manifest')}: no utterances")
@@ -117,9 +120,9 @@ class ClassifyTask(AccuracyTask):
         return {"classes": best["classes"]}
 
 
-def train(config: ClassifyConfig, resume: bool = False) -> FitResult:
+def train(config: ClassifyConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
     """Train a SequenceClassifier (see training.loop.fit): exp_dir gets last.pt, best.pt, train_log.jsonl, model.pt."""
-    return fit(ClassifyTask(config), config, resume)
+    return fit(ClassifyTask(config), config, resume, overwrite)
 
 
 # --- unsupervised speaker adaptation (self-training) ----------------------------------------------

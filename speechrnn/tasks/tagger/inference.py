@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from ...bundle import load_bundle
+from ...bundle import load_bundle, load_weights
 from ...config import from_dict
 from ...errors import BundleError
 from .model import TASK, FrameTagger, TaggerConfig, build_tagger, frame_shift
@@ -21,7 +21,7 @@ def load_tagger(path: str | Path, device: torch.device | str = "cpu") -> tuple[F
         raise BundleError(f"{path}: not a frame-tagger bundle (task {extra.get('task', 'ctc')!r})")
     config = from_dict(bundle["config"], schema=TaggerConfig)
     model = build_tagger(config)
-    model.load_state_dict(bundle["state_dict"])
+    load_weights(model, bundle["state_dict"], path)
     return model.to(device).eval(), config, extra
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ...config import load_config
 from ...data import AudioDataset, load_utterances
+from ...datacheck import usable_audio
 from ...errors import ConfigError, ManifestError, UserError
 from ...features import length_mask
 from ...training import AccuracyTask, fit
@@ -106,8 +107,10 @@ class TaggerTask(AccuracyTask):
     def setup(self, checkpoint: dict | None, device: torch.device, main: bool) -> None:
         config = self.config
         self.model = build_tagger(config, training=True).to(device)
-        self.train_set = load_tagged(config, config.data.train_manifest, config.data.train_labels)
-        self.dev_set = load_tagged(config, config.data.dev_manifest, config.data.dev_labels)
+        self.train_set = usable_audio(load_tagged(config, config.data.train_manifest, config.data.train_labels),
+                                      config.data, config.data.train_manifest)
+        self.dev_set = usable_audio(load_tagged(config, config.data.dev_manifest, config.data.dev_labels),
+                                    config.data, config.data.dev_manifest)
         for name, dataset in (("train", self.train_set), ("dev", self.dev_set)):
             if not len(dataset):
                 raise UserError(f"{getattr(config.data, name + '_manifest')}: no utterances with labels")
@@ -144,6 +147,6 @@ class TaggerTask(AccuracyTask):
         return {"classes": CLASSES}
 
 
-def train(config: TaggerConfig, resume: bool = False) -> FitResult:
+def train(config: TaggerConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
     """Train a FrameTagger (see training.loop.fit): exp_dir gets last.pt, best.pt, train_log.jsonl and model.pt."""
-    return fit(TaggerTask(config), config, resume)
+    return fit(TaggerTask(config), config, resume, overwrite)
