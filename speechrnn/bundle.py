@@ -188,6 +188,10 @@ def add_aligner(bundle_path: str | Path, aligner_path: str | Path, out_path: str
                               f"text settings (recipes/an4/aligner.sh starts it from the recognizer)")
         if aligner_config.features != config.features:
             raise BundleError(f"{path}: its features ({aligner_config.features}) differ from {bundle_path}'s")
+        if aligner_config.model.rnn.bidirectional:
+            raise BundleError(f"{path}: a bidirectional model, which puts each utterance's first character at frame "
+                              f"0; an aligner must read one way (train it with model.rnn.bidirectional=false, as "
+                              f"recipes/an4/aligner.sh does)")
         aligner_shift = frame_shift(aligner_config)
         if aligner_shift != shift:
             raise BundleError(f"{path}: {aligner_shift:g} s per output frame, {bundle_path} has {shift:g} s; an "

@@ -209,8 +209,28 @@ def to_onnx_bytes(model, inputs: str = "waveform", opset: int = DEFAULT_OPSET) -
     return buffer.getvalue()
 
 
+def strict_json(value) -> str:
+    """JSON that strict parsers read: non-finite floats (a tuned decoder's oov_margin of inf) become the strings
+    "inf", "-inf" and "nan", and anything else JSON lacks becomes its str()."""
+    def finite(item):
+        if isinstance(item, float) and not math.isfinite(item):
+            return str(item)
+        if isinstance(item, dict):
+            return {key: finite(inner) for key, inner in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [finite(inner) for inner in item]
+        return item
+
+    return json.dumps(finite(value), ensure_ascii=False, allow_nan=False, default=str)
+
+
+def without_models(value):
+    """A bundle extra as stored: load_model adds each aligner's loaded "model", which is not metadata."""
+    return {k: v for k, v in value.items() if not isinstance(v, nn.Module)} if isinstance(value, dict) else value
+
+
 def export_metadata(tokenizer, config, extra: dict, inputs: str) -> dict[str, str]:
-    """The metadata_props written into an export (all values strings; JSON_KEYS hold JSON)."""
+    """The metadata_props written into an export (all values strings; JSON_KEYS hold strict JSON)."""
     full = to_dict(config)
     audio = config.modality != "ink"
     meta = {
@@ -218,21 +238,21 @@ def export_metadata(tokenizer, config, extra: dict, inputs: str) -> dict[str, st
         "speechrnn_version": __version__,
         "modality": config.modality,
         "input": ("waveform" if inputs == "waveform" else "features") if audio else "ink_features",
-        "vocabulary": json.dumps(tokenizer.symbols, ensure_ascii=False),
+        "vocabulary": strict_json(tokenizer.symbols),
         "blank_id": "0",
-        "text": json.dumps(full["text"]),
+        "text": strict_json(full["text"]),
         "subsampling": str(subsampling(config.model)),  # input frames (after ink stacking) per output frame
-        "config": json.dumps(full),
-        "extra": json.dumps(extra or {}, default=str),
+        "config": strict_json(full),
+        "extra": strict_json({key: without_models(value) for key, value in (extra or {}).items()}),
     }
     if audio:
         meta["sample_rate"] = str(config.features.sample_rate)
-        meta["features"] = json.dumps(full["features"])
+        meta["features"] = strict_json(full["features"])
         meta["frame_shift_s"] = repr(config.features.hop_length / config.features.sample_rate)
         meta["output_frame_shift_s"] = repr(int(meta["subsampling"]) * config.features.hop_length
                                              / config.features.sample_rate)
     else:
-        meta["ink"] = json.dumps(full["ink"])
+        meta["ink"] = strict_json(full["ink"])
         meta["num_features"] = str(config.ink.num_features)
         meta["points_per_output_frame"] = str(int(meta["subsampling"]) * config.ink.stack)
     return meta

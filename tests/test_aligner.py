@@ -123,7 +123,9 @@ def test_add_aligner_refuses_a_mismatched_pair(pair, tmp_path):
     recognizer, _ = pair
     other_vocabulary = make_bundle(tmp_path / "v.pt", ["model.rnn.bidirectional=false"], 2, ["QUITE DIFFERENT"])
     other_rate = make_bundle(tmp_path / "r.pt", ["model.rnn.bidirectional=false", "model.conv_channels=0"], 2)
-    for aligner, reason in ((other_vocabulary, "vocabulary differs"), (other_rate, "frame rate")):
+    both_ways = make_bundle(tmp_path / "b.pt", [], 2)
+    for aligner, reason in ((other_vocabulary, "vocabulary differs"), (other_rate, "frame rate"),
+                            (both_ways, "a bidirectional model")):
         result = cli("add-aligner", recognizer, aligner, "-o", tmp_path / "out.pt")
         assert result.returncode != 0
         assert reason in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

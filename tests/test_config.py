@@ -87,3 +87,42 @@ def test_choices_are_declared_on_fields_and_checked_for_any_schema():
             load_config(None, REQUIRED + [override])
     with pytest.raises(ConfigError, match="is not one of"):
         from_dict({"model": {"pooling": "max"}}, schema=OtherSchema)
+
+
+@dataclass
+class RangedSchema:
+    rate: float = field(default=0.5, metadata={"range": "> 0 and <= 1"})  # as a module that cannot import config
+    sizes: list = field(default_factory=lambda: [1, 2], metadata={"range": ">= 1"})
+    model: PoolingConfig = field(default_factory=PoolingConfig)
+
+
+def test_ranges_are_declared_on_fields_and_checked_for_any_schema():
+    from speechrnn.config import bounded
+
+    assert load_config(None, ["rate=1", "sizes=[3]", "model.rnn.hidden_size=4"], schema=RangedSchema).rate == 1
+    for override, message in (("rate=0", "rate=0.0 is out of range: it must be > 0 and <= 1"),
+                              ("rate=nan", "rate=nan is out of range"),
+                              ("sizes=[1,0]", "sizes=[1, 0] is out of range: it must be >= 1 (each value)"),
+                              ("model.rnn.hidden_size=0", "model.rnn.hidden_size=0 is out of range: it must be > 0"),
+                              ("model.rnn.dropout=1", "model.rnn.dropout=1.0 is out of range: it must be >= 0 and < 1")):
+        with pytest.raises(ConfigError) as err:
+            load_config(None, [override], schema=RangedSchema)
+        assert str(err.value).startswith(f"config: {message}"), str(err.value)
+    with pytest.raises(ConfigError, match="rate="):
+        from_dict({"rate": -1.0}, schema=RangedSchema)  # a bundle's config is checked as well
+    assert bounded(3, ">= 1").metadata == {"range": ">= 1"} and bounded([], "> 0").default_factory() == []
+
+
+@pytest.mark.parametrize("conf", sorted(str(p.relative_to(REPO / "recipes")) for p in (REPO / "recipes").glob("*/conf/*.yaml")))
+def test_every_recipe_config_is_in_range(conf):
+    from speechrnn.tasks.classify.task import load_classify_config
+    from speechrnn.tasks.tagger.task import load_tagger_config
+
+    loader = load_classify_config if conf.startswith("fsdd/") else load_tagger_config if "vad" in conf else load_config
+    loader(REPO / "recipes" / conf)
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "7\n", "- [1]\n"])
+def test_a_yaml_file_that_is_no_mapping_is_one_line(tmp_path, text):
+    with pytest.raises(ConfigError, match="must be a mapping of keys"):
+        load_config(write(tmp_path / "c.yaml", text), REQUIRED)

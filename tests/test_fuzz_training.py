@@ -136,16 +136,30 @@ def test_training_into_an_earlier_run_is_refused_without_resume_or_overwrite(dat
     assert snapshot(exp) == before
 
 
-@pytest.mark.parametrize("only", ["model.pt", "train_log.jsonl"])
-def test_any_trace_of_a_run_counts_and_resume_without_last_pt_is_refused_too(data, finished, only, tmp_path):
+@pytest.mark.parametrize("only", ["model.pt", "train_log.jsonl", "best.pt"])
+def test_any_trace_of_a_run_counts(data, finished, only, tmp_path):
     (tmp_path / only).write_bytes((finished / only).read_bytes())
     before = snapshot(tmp_path)
-    for extra in ([], ["--resume"]):
-        one_error(*cli(*ctc_args(data, tmp_path), *extra), str(tmp_path), only)
-        assert snapshot(tmp_path) == before
-    (tmp_path / "train_log.jsonl").write_text("")  # an empty log is no run
-    (tmp_path / "model.pt").unlink(missing_ok=True)
+    one_error(*cli(*ctc_args(data, tmp_path)), str(tmp_path), only)
+    assert snapshot(tmp_path) == before
+    (tmp_path / only).write_text("") if only == "train_log.jsonl" else (tmp_path / only).unlink()  # an empty log is none
     assert cli(*ctc_args(data, tmp_path))[0] == 0
+
+
+def test_resume_without_last_pt_keeps_a_finished_run_and_restarts_a_first_epoch_killed_while_saving(data, finished,
+                                                                                                    tmp_path):
+    (tmp_path / "model.pt").write_bytes((finished / "model.pt").read_bytes())
+    one_error(*cli(*ctc_args(data, tmp_path), "--resume"), str(tmp_path), "model.pt", "no last.pt")
+    assert snapshot(tmp_path) == snapshot(tmp_path) and (tmp_path / "model.pt").read_bytes() == \
+        (finished / "model.pt").read_bytes()
+    killed = tmp_path / "killed"  # killed between best.pt and last.pt of epoch 1: the log line and best.pt are there
+    killed.mkdir()
+    for name in ("best.pt", "train_log.jsonl"):
+        (killed / name).write_bytes((finished / name).read_bytes())
+    status, output = cli(*ctc_args(data, killed), "--resume")
+    assert status == 0, output
+    assert (killed / "train_log.jsonl").read_text().splitlines() != [] and \
+        [json.loads(line)["epoch"] for line in (killed / "train_log.jsonl").read_text().splitlines()] == [1]
 
 
 def test_overwrite_replaces_the_earlier_run_and_says_so(data, finished, tmp_path):

@@ -9,7 +9,8 @@
 A task (speechrnn/tasks/) supplies only what differs: its model and data, its loss, its evaluation and selection
 key, the fields it logs and what its bundle carries. `last.pt` holds everything needed to resume to the model an
 uninterrupted run gives (model, optimizer, scheduler, sampler and RNG state); `best.pt` is written before `last.pt`,
-so a run killed between the two writes still finds it when resumed. Under torchrun (WORLD_SIZE > 1) see
+so a run killed between the two writes still finds it when resumed. A folder holding an earlier run is never
+written over without `resume` or `overwrite` (training/rundir.py). Under torchrun (WORLD_SIZE > 1) see
 training/distributed.py."""
 
 import contextlib

@@ -30,8 +30,10 @@ def earlier_run(exp_dir: Path) -> list[str]:
 
 def claim(exp_dir: Path, resume: bool, overwrite: bool, main: bool) -> None:
     """Create `exp_dir` and check it can be written. Without `resume` a folder holding an earlier run is refused
-    unless `overwrite`, which removes that run's files (and its tensorboard/ folder) on the main process; with
-    `resume` and no last.pt, likewise (the run would start afresh over them)."""
+    unless `overwrite`, which removes that run's files (and its tensorboard/ folder) on the main process. With
+    `resume` and no last.pt the run starts afresh, unless a finished run's model.pt is there: what else a run may
+    leave without last.pt (its first epoch's log line and best.pt, when killed while writing its first checkpoints)
+    is rewritten as the uninterrupted run would."""
     if resume and overwrite:
         raise UserError("--resume continues the run in train.exp_dir, --overwrite replaces it: give one of them")
     try:
@@ -44,7 +46,7 @@ def claim(exp_dir: Path, resume: bool, overwrite: bool, main: bool) -> None:
     if resume and (exp_dir / "last.pt").is_file():
         return
     found = earlier_run(exp_dir)
-    if not found:
+    if not found or (resume and "model.pt" not in found):
         return
     if not overwrite:
         what = "--resume found no last.pt there, and starting afresh" if resume else "training"
