@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .recognizer import Recognizer
 
 
+_EMPTY = object()  # nothing queued
+
+
 class Busy(Exception):
     """The queue is full; `retry_after` seconds is a fair wait before trying again."""
 
@@ -71,36 +74,33 @@ class Batcher:
     def arriving(self):
         """Around receiving a request and making its input: batches wait for it (up to max_wait). Gives the
         function to queue the input with (submit), which ends the wait."""
-        here = [True]
-
-        def leave() -> None:
-            with self.lock:
-                if here[0]:
-                    self.coming -= 1
-                    here[0] = False
+        here = [True]  # still on its way
 
         def submit(item) -> _Job:
-            try:
-                return self.submit(item)
-            finally:
-                leave()
+            return self.submit(item, here)
 
         with self.lock:
             self.coming += 1
         try:
             yield submit
         finally:
-            leave()
+            with self.lock:
+                self.coming -= here[0]
+                here[0] = False
 
-    def submit(self, item) -> _Job:
+    def submit(self, item, here: list[bool] | None = None) -> _Job:
         """Queue `item` (a model input, or Long) for decoding; the job to wait for with result(). Busy (at once)
-        when the queue is full."""
+        when the queue is full. `here`: from arriving(), to end the request's wait in the same step."""
         job = _Job(item)
-        try:
-            self.queue.put_nowait(job)
-        except queue.Full:
-            waiting = self.queue.qsize()
-            raise Busy(self.retry_after(waiting), waiting) from None
+        with self.lock:  # queued and no longer on its way at once, as _gather sees it
+            if here is not None and here[0]:
+                self.coming -= 1
+                here[0] = False
+            try:
+                self.queue.put_nowait(job)
+            except queue.Full:
+                waiting = self.queue.qsize()
+                raise Busy(self.retry_after(waiting), waiting) from None
         return job
 
     def result(self, job: _Job) -> Transcript:
@@ -130,36 +130,41 @@ class Batcher:
             job = self.queue.get()
             if job is None:
                 return
-            batch = self._gather(job)
+            batch, stop = self._gather(job)
             start = time.perf_counter()
             self._decode(batch)
             self.batch_seconds = 0.8 * self.batch_seconds + 0.2 * (time.perf_counter() - start)
             self.batches += 1
             self.decoded += len(batch)
             self.largest = max(self.largest, len(batch))
+            if stop:
+                return
 
-    def _gather(self, job: _Job) -> list[_Job]:
+    def _gather(self, job: _Job) -> tuple[list[_Job], bool]:
         """`job` and those waiting, and those on their way for up to max_wait seconds (at most max_batch): see the
-        module's docstring."""
+        module's docstring. True when close() was called (stop after this batch)."""
         batch = [job]
         deadline = time.monotonic() + self.max_wait
         while len(batch) < self.max_batch:
-            try:
-                more = self.queue.get_nowait()
-            except queue.Empty:
+            with self.lock:  # what is queued and what is on its way, in one step (see submit)
+                try:
+                    more = self.queue.get_nowait()
+                except queue.Empty:
+                    more = _EMPTY
+                coming = self.coming
+            if more is _EMPTY:
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.coming <= 0 and len(batch) >= self.last):
+                if left <= 0 or (coming <= 0 and len(batch) >= self.last):
                     break
                 try:
                     more = self.queue.get(timeout=min(left, 0.002))
                 except queue.Empty:
                     continue
             if more is None:  # close: finish this batch, then stop
-                self.queue.put(None)
-                break
+                return batch, True
             batch.append(more)
         self.last = len(batch)
-        return batch
+        return batch, False
 
     def _decode(self, batch: list[_Job]) -> None:
         for job in [job for job in batch if isinstance(job.item, Long)]:

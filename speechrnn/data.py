@@ -57,18 +57,19 @@ def write_manifest(path: str | Path, entries: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def iter_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> Iterator[dict]:
+def iter_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS, allow_empty: bool = False) -> Iterator[dict]:
     """The entries of a JSONL manifest one at a time, read as they are consumed (constant memory): `audio_filepath`
     and `ink_filepath` resolved against the manifest's folder, `id` defaulting to the file's stem. A line that is
     not JSON, lacks a field or holds one of the wrong type (check_entry) raises ManifestError naming file:line and
-    the field when it is reached, a manifest without entries when its end is; a missing file raises at once."""
+    the field when it is reached, a manifest without entries (unless `allow_empty`) when its end is; a missing file
+    raises at once."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found (run the recipe's data stage first)")
-    return _entries(path, fields)
+    return _entries(path, fields, allow_empty)
 
 
-def _entries(path: Path, fields: tuple[str, ...]) -> Iterator[dict]:
+def _entries(path: Path, fields: tuple[str, ...], allow_empty: bool) -> Iterator[dict]:
     folder = os.path.realpath(path.parent)
     seen = False
     with open(path, "rb") as lines:
@@ -93,15 +94,16 @@ def _entries(path: Path, fields: tuple[str, ...]) -> Iterator[dict]:
             if "id" not in entry:
                 entry["id"] = Path(entry.get("audio_filepath", entry.get("ink_filepath", str(number)))).stem
             yield entry
-    if not seen:
+    if not seen and not allow_empty:
         raise ManifestError(f"{path}: no utterances: the manifest is empty (or blank lines only); fill it (the "
                             "recipe's data stage) or point to another one")
 
 
-def read_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS) -> list[dict]:
+def read_manifest(path: str | Path, fields: tuple[str, ...] = AUDIO_FIELDS, allow_empty: bool = True) -> list[dict]:
     """All entries of a JSONL manifest as a list of dicts (see iter_manifest; prefer it, or load_utterances, for
-    large manifests). A line that is not JSON or lacks a field raises ManifestError naming file:line."""
-    return list(iter_manifest(path, fields))
+    large manifests). A line that is not JSON or lacks a field raises ManifestError naming file:line; an empty
+    manifest gives [] (unless not `allow_empty`)."""
+    return list(iter_manifest(path, fields, allow_empty))
 
 
 class StringColumn:

@@ -277,7 +277,7 @@ def test_adapt_self_trains_on_unlabelled_recordings_into_a_bundle(fsdd_folds, tm
     assert main(["eval", str(adapted), str(tmp_path / "dev.jsonl"), "--out", str(tmp_path / "eval")]) == 0
     (tmp_path / "empty.jsonl").write_text("")
     assert main(["adapt", str(source), str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "x.pt")]) == 2
-    assert "empty.jsonl: no utterances" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    assert "no utterances to adapt to" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
 def test_eval_refuses_a_bundle_that_is_not_a_classifier(tmp_path, capsys):

@@ -144,11 +144,13 @@ def cmd_transcribe(args) -> None:
                file=sys.stderr)
     results = recognizer.transcribe_each(paths, args.format in NEEDS_TIMES, chunk=args.chunk, long_progress=seconds_bar)
     for path, result in zip(paths, results):  # a chunk of files in memory at a time; long ones read in blocks
-        if isinstance(result, Exception) or (targets and not _write(result, targets[path], args, written, bar)):
-            if isinstance(result, Exception):  # unreadable audio or ink: reported, and the other files go on
-                bar.write(f"error: {result}", file=sys.stderr)
+        if isinstance(result, UserError):  # unusable audio or ink: reported, and the other files go on
+            bar.write(f"error: {result}", file=sys.stderr)
             failed.append(path)
-        elif not targets:
+        elif targets:
+            if not _write(result, targets[path], args, written, bar):
+                failed.append(path)
+        else:
             documents += _print_result(path, result, args.format)
         bar.update(1)
     bar.close()

@@ -29,7 +29,7 @@ class LabelEncoder:
 
 
 def manifest_labels(path: str | Path, label_field: str = "label") -> list[str]:
-    return [str(e[label_field]) for e in read_manifest(path, fields=(label_field,))]
+    return [str(e[label_field]) for e in read_manifest(path, fields=(label_field,), allow_empty=False)]
 
 
 def load_labelled(config: ClassifyConfig, manifest: str | Path, classes: list[str], training: bool = False) -> AudioDataset:
@@ -40,7 +40,7 @@ def load_labelled(config: ClassifyConfig, manifest: str | Path, classes: list[st
 def labelled_entries(config: ClassifyConfig, manifest: str | Path, classes: list[str]) -> list[tuple[dict, str]]:
     """(manifest entry, label) pairs; a label outside `classes` is an error."""
     label_field = config.data.label_field
-    entries = read_manifest(manifest, fields=("audio_filepath", "duration", label_field))
+    entries = read_manifest(manifest, fields=("audio_filepath", "duration", label_field), allow_empty=False)
     unknown = sorted({str(e[label_field]) for e in entries} - set(classes))
     if unknown:
         raise ManifestError(f"{manifest}: label(s) {', '.join(map(repr, unknown[:10]))} not among the model's classes "
