@@ -25,20 +25,18 @@ def add_parsers(commands) -> None:
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
                         "network, without any access control)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
-                   help="largest upload accepted, in MB (default 50, about 8 minutes of 48 kHz 16-bit audio); "
-                        "larger ones get HTTP 413")
-    p.add_argument("--max-audio-seconds", type=float, default=120.0, metavar="S",
-                   help="longest recording per request, in seconds (default 120); longer ones get HTTP 413")
-    p.add_argument("--max-ink-points", type=int, default=None, metavar="N",
-                   help="most points in one ink (default 100000, or $SPEECHRNN_MAX_INK_POINTS); more get HTTP 413")
-    p.add_argument("--batch", type=int, default=16, metavar="N",
-                   help="requests to one model decoded together at most (default 16; 1: one at a time)")
-    p.add_argument("--batch-wait-ms", type=float, default=20.0, metavar="MS",
-                   help="how long a batch waits at most for requests being received (default 20 ms; it does not "
-                        "wait when none are)")
-    p.add_argument("--max-queue", type=int, default=64, metavar="N",
-                   help="requests waiting per model (default 64); more get HTTP 503 with Retry-After")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch threads for the models (default: torch's, one per core)")
+    limits = (  # option, type, default, metavar, help
+        ("--max-upload-mb", float, 50.0, "MB", "largest upload accepted, in MB (default 50, about 8 minutes of 48 kHz "
+                                               "16-bit audio); larger ones get HTTP 413"),
+        ("--max-audio-seconds", float, 120.0, "S", "longest recording per request, in seconds (default 120); longer "
+                                                   "ones get HTTP 413"),
+        ("--max-ink-points", int, None, "N", "most points in one ink (default 100000, or $SPEECHRNN_MAX_INK_POINTS); "
+                                             "more get HTTP 413"),
+        ("--batch", int, 16, "N", "requests to one model decoded together at most (default 16; 1: one at a time)"),
+        ("--batch-wait-ms", float, 20.0, "MS", "how long a batch waits at most for requests being received (default "
+                                               "20 ms; it does not wait when none are)"),
+        ("--max-queue", int, 64, "N", "requests waiting per model (default 64); more get HTTP 503 with Retry-After"),
+        ("--threads", int, None, "N", "torch threads for the models (default: torch's, one per core)"))
+    for option, kind, default, metavar, text in limits:
+        p.add_argument(option, type=kind, default=default, metavar=metavar, help=text)
     add_device_option(p, default="cpu", meaning="default: cpu")
