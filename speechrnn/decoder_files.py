@@ -122,8 +122,13 @@ def check_lexicon(path: str | Path, names: list[str]) -> int:
         raise UserError(f"{path}: lexicon file not found (write one with speechrnn.decoder_files.write_lexicon)")
     known = set(names)
     count = 0
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UserError(f"{path}:{number}: not UTF-8 text; write the lexicon as UTF-8 (`speechrnn lm "
+                                "lexicon` does)") from None
             fields = line.split()
             if not fields:
                 continue

@@ -354,7 +354,12 @@ def read_sentences(path: str | Path) -> list[str]:
 
         sentences = [str(entry["text"]) for entry in iter_manifest(path, fields=("text",))]
     else:
-        sentences = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            line = path.read_bytes()[: err.start].count(b"\n") + 1
+            raise UserError(f"{path}:{line}: not UTF-8 text (byte {err.start + 1}); save it as UTF-8") from None
+        sentences = [line.strip() for line in text.splitlines() if line.strip()]
     if not any(s.split() for s in sentences):
         raise UserError(f"{path}: no sentences (the file is empty or blank); the language model needs some text")
     return sentences

@@ -8,30 +8,51 @@ import numpy as np
 from .errors import UserError
 
 
+def read_training_log(log_path: Path) -> list[dict]:
+    """The epoch records of a train_log.jsonl; a line that is not a record is one line naming it."""
+    if not log_path.is_file():
+        raise UserError(f"{log_path}: no such training log")
+    records = []
+    for number, line in enumerate(log_path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+            float(record["epoch"]), float(record["train_loss"])
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise UserError(f"{log_path}:{number}: not an epoch record of a training log (a JSON object with epoch "
+                            "and train_loss); give the train_log.jsonl a training run wrote") from None
+        records.append(record)
+    if not records:
+        raise UserError(f"{log_path}: the log has no epochs yet")
+    return records
+
+
 def plot_training_log(log_path: str | Path, output: str | Path | None = None) -> Path:
+    """Loss (train, dev) and the dev scores of each epoch (CER/WER of a recognizer, accuracy of a classifier or
+    tagger), drawn to PNG (default: beside the log)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     log_path = Path(log_path)
-    if not log_path.is_file():
-        raise UserError(f"{log_path}: no such training log")
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    if not records:
-        raise UserError(f"{log_path}: the log has no epochs yet")
+    records = read_training_log(log_path)
     epochs = [r["epoch"] for r in records]
-    fig, (loss_ax, err_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    scores = [key for key in records[-1] if key.startswith(("dev_", "train_")) and key not in ("train_loss", "dev_loss")
+              and isinstance(records[-1][key], (int, float))]
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4))
     loss_ax.plot(epochs, [r["train_loss"] for r in records], label="train")
-    loss_ax.plot(epochs, [r["dev_loss"] for r in records], label="dev")
-    loss_ax.set(xlabel="epoch", ylabel="CTC loss per token", title="loss")
+    if all("dev_loss" in r for r in records):
+        loss_ax.plot(epochs, [r["dev_loss"] for r in records], label="dev")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
     loss_ax.legend()
-    err_ax.plot(epochs, [100 * r["dev_cer"] for r in records], label="dev CER")
-    err_ax.plot(epochs, [100 * r["dev_wer"] for r in records], label="dev WER")
-    err_ax.set(xlabel="epoch", ylabel="%", title="dev error rates")
-    err_ax.set_ylim(bottom=0)
-    err_ax.legend()
-    for ax in (loss_ax, err_ax):
+    for key in scores:
+        score_ax.plot(epochs, [100 * r.get(key, float("nan")) for r in records], label=key.replace("_", " "))
+    score_ax.set(xlabel="epoch", ylabel="%", title="scores")
+    score_ax.set_ylim(bottom=0)
+    score_ax.legend()
+    for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     output = Path(output) if output else log_path.with_suffix(".png")
