@@ -37,6 +37,7 @@ from .audio import load_audio, resample, source_seconds
 from .bundle import load_model
 from .config import Config
 from .decode import BeamConfig, BeamDecoder, greedy_decode, stored_decoder
+from .device import select_device
 from .errors import UserError
 from .features import pad_inputs
 from .gate import Gate, passes
@@ -79,6 +80,7 @@ class Recognizer:
         `beam` as decode.BeamConfig fields (lexicon, lm, lm_weight, ...). For a speech bundle, audio longer than
         `split_over` seconds is cut at pauses by `vad`: "energy", a frame-tagger bundle path, or a VAD object.
         `gate`: silence, noise, clicks (a dot of ink) give an empty transcript (speechrnn/gate.py); False: off."""
+        device = select_device(str(device))  # "auto": CUDA when present; a missing GPU is one line
         model, tokenizer, config, extra = load_model(bundle, device)
         decoder = None
         if decoding == "tuned":
@@ -92,7 +94,7 @@ class Recognizer:
             vad = None
         elif isinstance(vad, (str, Path)):
             vad = load_vad(str(vad), device)
-        return cls(model, tokenizer, config, torch.device(device), decoder,
+        return cls(model, tokenizer, config, device, decoder,
                    aligner=extra.get("aligner", {}).get("model"), end_aligner=extra.get("aligner_end", {}).get("model"),
                    vad=vad, split_over=split_over, gate=Gate() if gate else None)
 

@@ -87,11 +87,11 @@ def test_transcribe_without_a_bundle_uses_the_shipped_ones(shared_data, unipen_w
     run = subprocess.run([sys.executable, "-m", "speechrnn", "transcribe", str(wav)], capture_output=True, text=True,
                          cwd=REPO)
     assert run.returncode == 0, run.stderr
-    assert "an4.pt, shipped with speechrnn" in run.stderr and run.stdout.startswith(f"{wav}\t")
+    assert "model: an4, shipped with speechrnn" in run.stderr and run.stdout.startswith(f"{wav}\t")
     word = unipen_words[0]
     ink = tmp_path / "word.json"
     ink.write_text(json.dumps({"strokes": [stroke.tolist() for stroke in word.ink.strokes]}))
     run = subprocess.run([sys.executable, "-m", "speechrnn", "transcribe", str(ink)], capture_output=True, text=True,
                          cwd=REPO)
     assert run.returncode == 0, run.stderr
-    assert "unipen.pt, shipped with speechrnn" in run.stderr and run.stdout.split("\t")[1].strip()
+    assert "model: unipen, shipped with speechrnn" in run.stderr and run.stdout.split("\t")[1].strip()

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_command, add_device_option, add_hotword_option, parse_hotwords
+from .common import (add_command, add_device_option, add_hotword_option, add_threads_option, parse_hotwords,
+                     set_threads)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".sph", ".nist")
 INK_EXTENSIONS = (".json", ".inkml", ".xml")
@@ -22,7 +23,7 @@ def expand_inputs(inputs: list[str], extensions: tuple[str, ...], problems: list
     paths = []
     for item in inputs:
         if item == "-":
-            paths += [line.strip() for line in sys.stdin if line.strip()]
+            paths += read_stdin()
         elif Path(item).is_dir():
             found = sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions and not p.is_dir())
             if not found:
@@ -35,6 +36,36 @@ def expand_inputs(inputs: list[str], extensions: tuple[str, ...], problems: list
         else:
             paths.append(item)
     return paths
+
+
+AUDIO_MAGIC = (b"RIFF", b"RIFX", b"fLaC", b"OggS", b"ID3", b"NIST_1A", b"FORM", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")
+STDIN_AUDIO = "stdin"  # the name audio piped into `transcribe -` goes by (stdin.txt under --output)
+
+
+def read_stdin() -> list[str]:
+    """`-`: audio bytes piped in (recognised by their header: wav, flac, ogg, mp3, sphere, aiff) are kept in a
+    temporary file, which is the input; anything else is a list of paths, one a line."""
+    data = sys.stdin.buffer.read()
+    if data.startswith(AUDIO_MAGIC):
+        import atexit
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="speechrnn-stdin-")
+        path = Path(folder) / STDIN_AUDIO
+        path.write_bytes(data)
+        atexit.register(lambda: (path.unlink(missing_ok=True), os.rmdir(folder)))
+        return [str(path)]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError("-: stdin is neither audio (wav, flac, ogg, mp3, sphere) nor a list of paths in UTF-8, "
+                        "one a line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def shown(path: str) -> str:
+    """How an input is named in the output: as given, and `-` for audio piped into stdin."""
+    return "-" if Path(path).name == STDIN_AUDIO and Path(path).parent.name.startswith("speechrnn-stdin-") else path
 
 
 def output_names(paths: list[str], fmt: str) -> dict[str, Path]:
@@ -65,6 +96,9 @@ def output_targets(out_dir: Path, paths: list[str], fmt: str, overwrite: bool) -
     `overwrite`: outputs from an earlier run are never replaced unasked."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--output {out_dir}: is a file, not a folder; name a folder (it is created if missing)")
+    if not out_dir.exists() and out_dir.suffix.lstrip(".").lower() in FORMATS:
+        raise UserError(f"--output {out_dir}: looks like a file name, but --output is the folder the outputs go to "
+                        f"(DIR/<name>.{fmt}); name a folder, or print to stdout and redirect it")
     targets = {path: out_dir / name for path, name in output_names(paths, fmt).items()}
     there = sorted({str(t) for t in targets.values() if os.path.lexists(t)})
     if there and not overwrite:
@@ -90,13 +124,20 @@ def split_bundle(items: list[str]) -> tuple[str, list[str]]:
         return first, items[1:]
     ink = all(item.lower().endswith(INK_EXTENSIONS) for item in items)
     bundle = default_bundle("ink" if ink else "audio")
-    print(f"model: {bundle.name}, shipped with speechrnn ({'UNIPEN handwriting' if ink else 'AN4 speech'}; "
-          "name a bundle first to use another)", file=sys.stderr)
+    print(f"model: {bundle.stem}, shipped with speechrnn ({'UNIPEN handwriting' if ink else 'AN4 speech'}; "
+          "--model names another)", file=sys.stderr)
     return str(bundle), items
 
 
 def beam_settings(args) -> tuple[str, dict]:
-    """(decoding, beam search keywords) of Recognizer.load for the command's options."""
+    """(decoding, beam search keywords) of Recognizer.load for the command's options; options that contradict
+    each other are refused."""
+    beam_options = [name for name, value in (("--beam", args.beam), ("--lexicon", args.lexicon), ("--lm", args.lm),
+                                             ("--lm-weight", args.lm_weight), ("--word-score", args.word_score),
+                                             ("--hotword", args.hotword)) if value]
+    if args.greedy and beam_options:
+        raise UserError(f"--greedy decodes without beam search, so {' and '.join(beam_options)} would do nothing; "
+                        "drop --greedy or them")
     beam = {k: v for k, v in (("lexicon", args.lexicon), ("lm", args.lm), ("lm_weight", args.lm_weight),
                               ("word_score", args.word_score)) if v is not None}
     if args.beam:
@@ -128,8 +169,9 @@ def cmd_transcribe(args) -> None:
     from ..recognizer import Recognizer
 
     decoding, beam = beam_settings(args)
-    args.bundle, args.inputs = split_bundle(args.inputs)
-    recognizer = Recognizer.load(args.bundle, device=args.device or "cpu", decoding=decoding, vad=args.vad,
+    set_threads(args.threads)
+    args.bundle, args.inputs = (args.model, args.inputs) if args.model else split_bundle(args.inputs)
+    recognizer = Recognizer.load(args.bundle, device=args.device, decoding=decoding, vad=args.vad,
                                  split_over=args.split_over, gate=not args.no_gate, **beam)
     problems: list[tuple[str, UserError]] = []
     paths = expand_inputs(args.inputs, INK_EXTENSIONS if recognizer.config.modality == "ink" else AUDIO_EXTENSIONS,
@@ -158,7 +200,8 @@ def cmd_transcribe(args) -> None:
         print(json.dumps([to_dict(r) for r in documents] if len(documents) > 1 else to_dict(documents[0]),
                          ensure_ascii=False, indent=2))
     if failed:
-        print(f"{len(failed)} of {len(paths) + len(problems)} input(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{len(failed)} of {len(paths) + len(problems)} input(s) failed: {', '.join(map(shown, failed))}",
+              file=sys.stderr)
         sys.exit(1)
 
 
@@ -168,7 +211,7 @@ def _print_result(path: str, result, fmt: str) -> list:
 
     if fmt == "json":
         return [result]
-    print(f"{path}\t{result.text}\n" if fmt == "txt" else render(result, fmt), end="", flush=True)
+    print(f"{shown(path)}\t{result.text}\n" if fmt == "txt" else render(result, fmt), end="", flush=True)
     return []
 
 
@@ -220,24 +263,28 @@ def cmd_align(args) -> None:
 def add_transcribe_parser(commands) -> None:
     p = add_command(
         commands, "transcribe", cmd_transcribe, "transcribe audio or ink files",
-        usage="speechrnn transcribe [options] [BUNDLE] INPUT...",
-        epilog="formats: txt (path<TAB>text), jsonl (a JSON object a line), json (with word start/end times in "
+        usage="speechrnn transcribe [options] [MODEL] INPUT...",
+        epilog="examples: `speechrnn transcribe some.wav other.flac` (the shipped an4 model); `speechrnn transcribe "
+               "--model unipen word.json -o out/ -f json`; `cat some.wav | speechrnn transcribe -`. formats: txt (path<TAB>text), jsonl (a JSON object a line), json (with word start/end times in "
                "seconds and confidences), srt and vtt (subtitles). With --output DIR, one file per input: "
                "DIR/<stem>.<format> (see --output for inputs that share a stem).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="a model bundle (.pt; left out: the shipped AN4 speech model, or the UNIPEN handwriting model "
-                        "for ink files), then audio files (wav, flac, ogg, mp3, sphere) for a speech bundle, ink "
-                        "files (.json, .inkml, IAM-OnDB .xml) for a handwriting bundle, folders of them, or - to read "
-                        "paths from stdin")
-    p.add_argument("--format", choices=FORMATS, default="txt")
-    p.add_argument("--output", metavar="DIR",
+                   help="a model (a shipped model's name, `speechrnn models`, or a bundle file; left out: the shipped "
+                        "AN4 speech model, or the UNIPEN handwriting model for ink files), then audio files (wav, "
+                        "flac, ogg, mp3, sphere) for a speech model, ink files (.json, .inkml, IAM-OnDB .xml) for a "
+                        "handwriting model, folders of them, or - for stdin: audio piped in, or paths one a line")
+    p.add_argument("-m", "--model", help="the model, as a name or a bundle file (then every INPUT is an input)")
+    p.add_argument("-f", "--output_format", "--output-format", "--format", dest="format", choices=FORMATS,
+                   default="txt", help="txt (default), json, jsonl, srt or vtt")
+    p.add_argument("-o", "--output_dir", "--output-dir", "--output", dest="output", metavar="DIR",
                    help="write one file per input into DIR instead of printing: DIR/<stem>.<format>; inputs that "
                         "share a stem are named after their path below the folder they have in common, extension "
                         "kept (a/x.wav, b/x.wav -> DIR/a/x.wav.txt, DIR/b/x.wav.txt; x.mp3, x.ogg -> DIR/x.mp3.txt, "
                         "DIR/x.ogg.txt). Files are written whole (a temporary file, renamed); an output that exists "
                         "already is refused unless --overwrite")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist in --output DIR")
-    add_device_option(p, meaning="default: cpu")
+    add_device_option(p, default="auto", meaning="default: auto, cuda when present, else cpu")
+    add_threads_option(p)
     p.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle has a tuned decoder")
     p.add_argument("--beam", type=int, metavar="N", help="beam search with N hypotheses (default of tuned: its own)")
     p.add_argument("--lexicon", help="beam search over this lexicon's words (`speechrnn lm lexicon`)")
