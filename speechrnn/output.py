@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMATS = ("txt", "json", "jsonl", "srt", "vtt")
-NEEDS_TIMES = ("json", "srt", "vtt")
+NEEDS_TIMES = ("json", "jsonl", "srt", "vtt")  # formats that carry word times
 CUE_SECONDS = 6.0  # a subtitle cue closes after this long...
 CUE_CHARS = 42  # ...or this many characters (the usual subtitle line length)
 CUE_PAUSE = 1.0  # ...or at a pause this long between words
@@ -31,12 +31,13 @@ class Transcript:
 
 
 def to_dict(transcript: Transcript) -> dict:
+    """The json / jsonl document of one input: {"path", "text", "duration", ["gate",] "words": [{"word", "start",
+    "end", "confidence"}, ...]}; "words" is always there, empty when nothing was recognised."""
     out = {"path": transcript.name, "text": transcript.text, "duration": round(transcript.duration, 3)}
     if transcript.gate is not None:
         out["gate"] = transcript.gate
-    if transcript.words:
-        out["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
-                         "confidence": round(w.confidence, 4)} for w in transcript.words]
+    out["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+                     "confidence": round(w.confidence, 4)} for w in transcript.words]
     return out
 
 

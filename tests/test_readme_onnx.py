@@ -44,7 +44,8 @@ def test_the_readme_onnx_example_runs_without_speechrnn(tmp_path):
 
     script = tmp_path / "example.py"
     script.write_text(readme_example())
-    blocked = f"import sys; sys.modules['speechrnn'] = None; sys.argv = sys.argv[1:]; exec(open({str(script)!r}).read())"
+    blocked = (f"import sys; sys.modules['speechrnn'] = None; sys.argv = sys.argv[1:]; "
+               f"exec(open({str(script)!r}).read())")
     recognizer = Recognizer.load("an4", decoding="greedy", gate=False)
     for wav in AN4_WAVS:
         run = subprocess.run([sys.executable, "-c", blocked, str(script), str(onnx_path), str(wav)],

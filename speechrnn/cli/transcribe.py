@@ -265,9 +265,11 @@ def add_transcribe_parser(commands) -> None:
         commands, "transcribe", cmd_transcribe, "transcribe audio or ink files",
         usage="speechrnn transcribe [options] [MODEL] INPUT...",
         epilog="examples: `speechrnn transcribe some.wav other.flac` (the shipped an4 model); `speechrnn transcribe "
-               "--model unipen word.json -o out/ -f json`; `cat some.wav | speechrnn transcribe -`. formats: txt (path<TAB>text), jsonl (a JSON object a line), json (with word start/end times in "
-               "seconds and confidences), srt and vtt (subtitles). With --output DIR, one file per input: "
-               "DIR/<stem>.<format> (see --output for inputs that share a stem).")
+               "--model unipen word.json -o out/ -f json`; `cat some.wav | speechrnn transcribe -`. formats: txt "
+               "(path<TAB>text), json and jsonl (per input an object: path, text, duration, [gate,] words with start "
+               "and end in seconds and a confidence; jsonl one a line, json indented, on stdout a list for several "
+               "inputs), srt and vtt (subtitles). With --output DIR, one file per input: DIR/<stem>.<format> (see "
+               "--output for inputs that share a stem).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a model (a shipped model's name, `speechrnn models`, or a bundle file; left out: the shipped "
                         "AN4 speech model, or the UNIPEN handwriting model for ink files), then audio files (wav, "
