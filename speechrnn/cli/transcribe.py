@@ -182,8 +182,9 @@ def cmd_transcribe(args) -> None:
     for _, problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     failed, documents, written = [item for item, _ in problems], [], set()
+    # progress on stderr, on a terminal only; it is cleared before each result is printed, and at the end
     bar = tqdm(total=len(paths), unit="file", desc="transcribe", disable=None if len(paths) > 1 else True,
-               file=sys.stderr)
+               file=sys.stderr, leave=False)
     results = recognizer.transcribe_each(paths, args.format in NEEDS_TIMES, chunk=args.chunk, long_progress=seconds_bar)
     for path, result in zip(paths, results):  # a chunk of files in memory at a time; long ones read in blocks
         if isinstance(result, UserError):  # unusable audio or ink: reported, and the other files go on
@@ -193,7 +194,7 @@ def cmd_transcribe(args) -> None:
             if not _write(result, targets[path], args, written, bar):
                 failed.append(path)
         else:
-            documents += _print_result(path, result, args.format)
+            documents += _print_result(path, result, args.format, bar)
         bar.update(1)
     bar.close()
     if documents:
@@ -205,13 +206,15 @@ def cmd_transcribe(args) -> None:
         sys.exit(1)
 
 
-def _print_result(path: str, result, fmt: str) -> list:
-    """Print one transcript to stdout in `fmt`; json ones are returned to be printed together at the end."""
+def _print_result(path: str, result, fmt: str, bar) -> list:
+    """Print one transcript to stdout in `fmt`, the progress bar cleared first (and drawn again after); json ones
+    are returned to be printed together at the end."""
     from ..output import render
 
     if fmt == "json":
         return [result]
-    print(f"{shown(path)}\t{result.text}\n" if fmt == "txt" else render(result, fmt), end="", flush=True)
+    bar.write(f"{shown(path)}\t{result.text}\n" if fmt == "txt" else render(result, fmt), file=sys.stdout, end="")
+    sys.stdout.flush()
     return []
 
 
