@@ -5,7 +5,8 @@ the standard library's ThreadingHTTPServer:
 
   GET  /api/models      the loaded models: {"audio": {...} or null, "ink": {...} or null, "max_upload_bytes": N}
   POST /api/transcribe  body: an audio file (WAV, FLAC, OGG or MP3, any rate and channel count; the page sends
-                        16-bit PCM WAV), Content-Type audio/* or application/octet-stream
+                        16-bit PCM WAV), Content-Type audio/*, application/octet-stream or none (curl
+                        --data-binary @x.wav), or a multipart/form-data upload (curl -F file=@x.wav)
   POST /api/ink         body: JSON {"strokes": [[[x, y, t], ...], ...], "y_down": true}, the toolkit's ink JSON;
                         "y_down" true says y grows downwards (screen coordinates, what the page sends), false
                         that it grows upwards; left out, the ink is taken in the model's own convention
@@ -40,6 +41,7 @@ import soundfile
 
 from .batching import Batcher, Busy, Long
 from .errors import UserError
+from .uploads import FORM_TYPES, uploaded_file
 
 if TYPE_CHECKING:
     from .recognizer import Recognizer
@@ -246,7 +248,8 @@ class Handler(BaseHTTPRequestHandler):
             check_type()
             recognizer, batcher = self.server.models[modality][1], self.server.batchers[modality]
             with batcher.arriving() as submit:  # a batch being gathered waits for this request (a few ms at most)
-                item = model_input(self.read_body(length), recognizer)
+                body = uploaded_file(self.read_body(length), self.headers.get("Content-Type") or "")
+                item = model_input(body, recognizer)
                 start = time.perf_counter()
                 job = submit(item)
             transcript = batcher.result(job)
@@ -281,14 +284,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def check_audio_type(self) -> None:
         kind = self.content_type()
-        if kind and not (kind.startswith("audio/") or kind == "application/octet-stream"):
+        if kind and not (kind.startswith("audio/") or kind in ("application/octet-stream", *FORM_TYPES)):
             raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                              f"expected an audio file as the request body (Content-Type audio/wav, audio/flac, ... "
                              f"or application/octet-stream), got {kind}")
 
     def check_json_type(self) -> None:
         kind = self.content_type()
-        if kind and kind != "application/json":
+        if kind and kind not in ("application/json", *FORM_TYPES):
             raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                              f'expected JSON strokes (Content-Type application/json), got {kind}; send '
                              f'{{"strokes": [[[x, y, t], ...], ...]}}')

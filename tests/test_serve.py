@@ -145,6 +145,29 @@ def test_non_audio_gets_415(server, shared_data):
     assert status == 415 and "application/json" in answer["error"]
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_curl_form_and_raw_uploads_give_the_same_json(server, speech_clip):
+    """`curl -F file=@x.wav` (multipart/form-data) and `curl --data-binary @x.wav` (no audio Content-Type) are
+    answered as the raw audio body is; a form without the file is one plain error."""
+    url, _ = server
+    path, reference = speech_clip
+
+    def curl(*args: str) -> dict:
+        run = subprocess.run(["curl", "-sS", *args, url + "api/transcribe"], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        answer = json.loads(run.stdout)
+        answer.pop("seconds", None)
+        return answer
+
+    status, direct = post(url + "api/transcribe", path.read_bytes(), "audio/wav")
+    direct.pop("seconds")
+    assert status == 200 and direct["text"] == reference
+    assert curl("-F", f"file=@{path}") == direct
+    assert curl("-F", "note=hello", "-F", f"audio=@{path};type=audio/wav") == direct
+    assert curl("--data-binary", f"@{path}") == direct
+    assert "error" in curl("-F", "note=hello")  # a form with no audio in it: 415, said in words
+
+
 def test_ink_without_strokes_gets_400(server):
     url, _ = server
     for body in ({"strokes": []}, {"strokes": [[], []]}):
