@@ -45,6 +45,7 @@ from .ink import Ink, check_ink, featurize, read_ink
 from .longaudio import transcribe_long
 from .model import CTCModel
 from .output import Span, Transcript
+from .pretrained import resolve
 from .text import Tokenizer
 from .vad import load_vad
 
@@ -72,6 +73,7 @@ class Recognizer:
         self.split_over = split_over  # s: longer audio is cut into segments at pauses (transcribe_long)
         self.vad = vad  # the VAD that cuts it: an object with frame_shift and speech_probability; None: EnergyVAD
         self.gate = gate  # no speech / no ink -> an empty transcript, undecoded (speechrnn/gate.py); None: no gate
+        self.bundle_path: Path | None = None  # the bundle file it was loaded from (Recognizer.load)
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", decoding: str = "tuned", workers: int = 1,
@@ -94,9 +96,11 @@ class Recognizer:
             vad = None
         elif isinstance(vad, (str, Path)):
             vad = load_vad(str(vad), device)
-        return cls(model, tokenizer, config, device, decoder,
+        recognizer = cls(model, tokenizer, config, device, decoder,
                    aligner=extra.get("aligner", {}).get("model"), end_aligner=extra.get("aligner_end", {}).get("model"),
                    vad=vad, split_over=split_over, gate=Gate() if gate else None)
+        recognizer.bundle_path = resolve(bundle)  # the file it came from (a shipped model's, for a name)
+        return recognizer
 
     # ------------------------------------------------------------------------------------------ inputs
 

@@ -97,9 +97,24 @@ def load_models(bundles: list[str], device: str = "cpu") -> dict[str, tuple[str,
     return models
 
 
+HOW = {"audio": "Press Record, say one of the things the model knows, then press Stop; or choose a recording.",
+       "ink": "Write a word with a mouse, pen or finger, then press Recognise."}
+
+
 def model_info(name: str, recognizer) -> dict:
-    info = {"bundle": name, "decoder": "greedy" if recognizer.decoder is None else "beam search"}
-    if recognizer.config.modality == "audio":
+    """What /api/models says of a loaded model: its file, decoder, what it knows (the shipped models' own words;
+    for others, the characters it writes) and, in a sentence, what a visitor does with it."""
+    from .pretrained import MODELS
+
+    modality = recognizer.config.modality
+    path = getattr(recognizer, "bundle_path", None)
+    shipped = next((m for m in MODELS.values() if path is not None and m.path == Path(path).resolve()), None)
+    letters = "".join(sorted(s for s in recognizer.tokenizer.symbols[1:] if len(s) == 1 and s.strip()))
+    knows = shipped.knows if shipped else f"a {'speech' if modality == 'audio' else 'handwriting'} model that " \
+                                          f"writes the characters {letters}"
+    info = {"bundle": name, "decoder": "greedy" if recognizer.decoder is None else "beam search", "knows": knows,
+            "how": HOW[modality]}
+    if modality == "audio":
         info["sample_rate"] = recognizer.config.features.sample_rate
     return info
 

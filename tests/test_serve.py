@@ -441,3 +441,21 @@ def test_write_on_the_canvas(server, unipen_words, browser):
     message = browser.find_element("id", "ink-message").text
     browser.save_screenshot(str(ARTIFACTS / "serve-ink.png"))
     assert shown == word, f"page shows {shown!r} ({message})"
+
+
+def test_the_page_says_what_to_do_and_what_the_models_know(server, browser):
+    """Desktop and phone width: each card says in one sentence what to do and what its model knows, and nothing
+    overflows the screen; the screenshots are kept in test-artifacts/ to look at."""
+    from speechrnn.pretrained import MODELS
+
+    url, _ = server
+    for name, (width, height) in {"desktop": (1100, 1000), "phone": (390, 844)}.items():
+        browser.set_window_size(width, height)
+        open_page(browser, url)
+        for section, model in (("audio", "an4"), ("ink", "unipen")):
+            how = browser.find_element("id", f"{section}-how").text
+            assert how.startswith(("Press Record", "Write a word")) and how.endswith("."), how
+            assert MODELS[model].knows in browser.find_element("id", f"{section}-model").text
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        browser.save_screenshot(str(ARTIFACTS / f"serve-{name}.png"))
+    browser.set_window_size(1100, 1000)

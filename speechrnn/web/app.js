@@ -34,7 +34,10 @@ async function start() {
     return;
   }
   limits = models;
-  const describe = (m) => `${m.bundle}, ${m.decoder}`;
+  const describe = (m) => `${m.bundle} (${m.decoder}): ${m.knows}.`;
+  for (const section of ["audio", "ink"]) {
+    if (models[section]) $(section + "-how").textContent = models[section].how;
+  }
   if (models.audio) {
     $("audio-model").textContent = describe(models.audio);
     $("record").disabled = false;
@@ -68,8 +71,10 @@ function showAudio(data) {
     list.append(item);
   }
   const seconds = data.duration.toFixed(1);
-  say("audio", data.text ? `${seconds} s of audio, read in ${data.seconds.toFixed(2)} s`
-                         : `${seconds} s of audio: nothing recognised`);
+  const heard = data.gate && data.gate.speech === false
+    ? `no speech heard (${data.gate.reason}): speak closer to the microphone, or louder`
+    : "nothing recognised: say one of the things the model knows";
+  say("audio", data.text ? `${seconds} s of audio, read in ${data.seconds.toFixed(2)} s` : `${seconds} s of audio: ${heard}`);
 }
 
 async function transcribe(body, type) {
@@ -80,7 +85,7 @@ async function transcribe(body, type) {
   try {
     showAudio(await post("api/transcribe", body, type));
   } catch (err) {
-    say("audio", err.message, true);
+    say("audio", `Could not read that recording: ${err.message}`, true);
   }
   $("audio").dataset.state = "done";
 }
@@ -286,9 +291,10 @@ $("ink-read").addEventListener("click", async () => {
   try {
     const data = await post("api/ink", JSON.stringify({ strokes: ink.strokes, y_down: true }), "application/json");
     $("ink-text").textContent = data.text;
-    say("ink", data.text ? `read in ${data.seconds.toFixed(2)} s` : "nothing recognised");
+    say("ink", data.text ? `read in ${data.seconds.toFixed(2)} s`
+                         : "nothing recognised: write one word, as large as the box allows");
   } catch (err) {
-    say("ink", err.message, true);
+    say("ink", `Could not read that writing: ${err.message}`, true);
   }
   $("ink").dataset.state = "done";
 });
