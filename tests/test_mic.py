@@ -61,6 +61,28 @@ def test_mic_input_file_three_utterances(shared_data, tmp_path):
     assert "partial [" in proc.stderr  # partial hypotheses while each segment was open
 
 
+def test_mic_reads_continuous_speech_as_transcribe_reads_the_file(shared_data, tmp_path):
+    """AN4 test utterances joined back to back (about 80 s): `mic --input` is within a point of WER of `transcribe`
+    on the same file (both cut it into segments with the same rules)."""
+    root = shared_data / "an4"
+    refs = {}
+    for line in (root / "etc" / "an4_test.transcription").read_text().splitlines():
+        match = re.match(r"(.*)\((\S+)\)\s*$", line)
+        refs[match.group(2)] = " ".join(match.group(1).split()).upper()
+    paths = sorted((root / "wav" / "an4test_clstk").glob("*/*.wav"))[:32]
+    soundfile.write(tmp_path / "joined.wav", np.concatenate([soundfile.read(p, dtype="float32")[0] for p in paths]),
+                    16000)
+    reference = " ".join(refs[p.stem] for p in paths)
+    live = mic("--input", tmp_path / "joined.wav", "--fast")
+    assert live.returncode == 0, live.stderr
+    heard = " ".join(FINAL.match(line).group(3) for line in live.stdout.splitlines() if line.startswith("["))
+    read = subprocess.run([sys.executable, "-m", "speechrnn", "transcribe", str(tmp_path / "joined.wav")], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert read.returncode == 0, read.stderr
+    from_file = read.stdout.split("\t", 1)[1].strip()
+    assert abs(jiwer.wer(reference, heard) - jiwer.wer(reference, from_file)) <= 0.01, (heard, from_file)
+
+
 def test_mic_ctrl_c_prints_summary(shared_data, tmp_path):
     """At real-time pace, Ctrl-C after the first final text: the open segment is finished and the summary printed."""
     wav, _, _ = three_utterances(shared_data, tmp_path)

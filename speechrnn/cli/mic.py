@@ -6,7 +6,7 @@ from .common import add_command, add_device_option, add_threads_option
 # neither numpy nor torch (tests/test_cli.py checks that they agree).
 BLOCK_SECONDS = 0.1
 PARTIAL_EVERY = 0.5
-THRESHOLD, MIN_SILENCE, MAX_SEGMENT = 0.5, 0.7, 25.0
+THRESHOLD, MIN_SILENCE, MAX_SEGMENT = 0.5, 0.3, 25.0
 DESCRIPTION = (
     "Listen on the default input device, cut the audio into speech segments with a voice-activity detector, show a "
     "partial hypothesis while a segment is open and print its final text when it closes ([start - end] TEXT "
