@@ -246,7 +246,7 @@ def listen(recognizer, rate: int, blocks: Iterator[tuple[np.ndarray, float]], va
 def transcribe_live(bundle: str | Path | None = None, input_file: str | Path | None = None, fast: bool = False,
                     vad: str = "energy", threshold: float = MIC_RULES.threshold,
                     min_silence: float = MIC_RULES.min_silence, max_segment: float = MIC_RULES.max_length,
-                    greedy: bool = False, device: str = "cpu", threads: int = 1) -> Summary:
+                    greedy: bool = False, device: str = "auto", threads: int = 1) -> Summary:
     """`speechrnn mic`: live transcription with `bundle` (default: the shipped AN4 model) from the default input
     device, or from `input_file` played through the same path (at real-time pace, or as fast as possible with
     `fast`); segments cut by `vad` ('energy' or a frame-tagger bundle) with MIC_RULES but `threshold`,
@@ -269,7 +269,7 @@ def transcribe_live(bundle: str | Path | None = None, input_file: str | Path | N
     recognizer = Recognizer.load(bundle, device=device, decoding="greedy" if greedy else "tuned")
     if recognizer.config.modality != "audio":
         raise UserError(f"{bundle}: a {recognizer.config.modality} model; the microphone needs a speech model")
-    detector = load_vad(vad, device)
+    detector = load_vad(vad, recognizer.device)
     rules = SegmentRules(threshold=threshold, min_silence=min_silence, min_speech=MIC_RULES.min_speech,
                          pad=MIC_RULES.pad, max_length=max_segment)
     if blocks is None:

@@ -79,7 +79,7 @@ class ClientGone(Exception):
 
 # ---------------------------------------------------------------------------------------------------- models
 
-def load_models(bundles: list[str], device: str = "cpu") -> dict[str, tuple[str, "Recognizer"]]:
+def load_models(bundles: list[str], device: str = "auto") -> dict[str, tuple[str, "Recognizer"]]:
     """{modality: (name, Recognizer)} for the named bundles, or for the shipped AN4 and UNIPEN bundles when none
     is named. At most one bundle per modality ("audio", "ink")."""
     from .pretrained import default_bundle
@@ -400,7 +400,7 @@ def make_server(models: dict, host: str = "127.0.0.1", port: int = 8000, limits:
 
 
 def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 50.0,
-          device: str = "cpu", max_audio_seconds: float = MAX_AUDIO_SECONDS, max_ink_points: int | None = None,
+          device: str = "auto", max_audio_seconds: float = MAX_AUDIO_SECONDS, max_ink_points: int | None = None,
           batch: int = 16, batch_wait_ms: float = 20.0, max_queue: int = 64, threads: int | None = None) -> None:
     """Load the models, then serve the page until interrupted (Ctrl-C)."""
     checks = (("--max-upload-mb", max_upload_mb, "> 0"), ("--max-audio-seconds", max_audio_seconds, "> 0"),

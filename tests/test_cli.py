@@ -148,3 +148,15 @@ def test_task_defaults_agree_with_the_library():
     assert {key: (kind, default) for key, (kind, default, _) in ADAPT_OPTIONS.items()} == {
         key: (type(value), value) for key, value in asdict(AdaptConfig()).items()}
     assert {key: default for key, (default, _) in LABEL_OPTIONS.items()} == asdict(LabelConfig())
+
+
+def test_every_command_help_ends_with_an_example():
+    parser = build_parser()
+    for command in leaf_commands():
+        words = command.split()
+        if words[0] in ("lm", "classify", "tagger") and len(words) == 1:
+            continue  # a group
+        sub = parser
+        for word in words:
+            sub = next(a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction").choices[word]
+        assert "example" in (sub.epilog or "").lower() and f"speechrnn {command}" in sub.epilog, command

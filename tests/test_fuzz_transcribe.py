@@ -111,7 +111,7 @@ def alone(batch) -> dict:
     for path in batch["good"]:
         run = cli("--format", "json", path)
         assert run.returncode == 0, run.stderr
-        document = json.loads(run.stdout)
+        (document,) = json.loads(run.stdout)  # on stdout a list, for one input too
         words = [Span(w["word"], w["start"], w["end"], w["confidence"]) for w in document["words"]]
         transcript = Transcript(str(path), document["text"], words, document["duration"])
         results[str(path)] = {"json": document, **{fmt: render(transcript, fmt) for fmt in ("srt", "vtt")}}

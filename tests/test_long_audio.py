@@ -144,7 +144,7 @@ def test_thirty_minute_file(shared_data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     peak_mb = int(re.search(r"VmHWM:\s*(\d+) kB", proc.stderr).group(1)) / 1024
     assert peak_mb < 1536, f"peak RSS {peak_mb:.0f} MB"
-    result = json.loads(proc.stdout)
+    (result,) = json.loads(proc.stdout)
     assert abs(result["duration"] - duration) < 0.01
     words = result["words"]
     assert len(words) > 0.9 * sum(len(r.split()) for r in refs)

@@ -11,6 +11,7 @@ import sys
 from .. import __version__
 from ..errors import UserError
 from . import bundle, classify, evaluate, ink, lm, mic, models, serve, tagger, train, transcribe
+from .examples import add_examples
 
 EPILOG = "Run `speechrnn COMMAND --help` for a command's options. Recipes: recipes/<corpus>/run.sh."
 COMMAND_GROUPS = (models, transcribe, train, evaluate, lm, bundle, ink, classify, tagger, serve, mic)  # in --help's order
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.add_parsers(commands)
+    add_examples(commands)
     return parser
 
 

@@ -64,8 +64,9 @@ def training_config(load_config, args):
 
 
 def add_report_arguments(parser, name_default: str | None = None) -> None:
-    """--out DIR [--name NAME]: where an evaluation writes its reports."""
-    parser.add_argument("--out", default=".", help="folder for the reports (default: current folder)")
+    """-o/--output_dir DIR (old spelling --out) [--name NAME]: where an evaluation writes its reports."""
+    parser.add_argument("-o", "--output_dir", "--output-dir", "--out", dest="out", default=".", metavar="DIR",
+                        help="folder for the reports (default: current folder)")
     if name_default:
         parser.add_argument("--name", help=f"report name (default: {name_default})")
 

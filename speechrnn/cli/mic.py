@@ -48,5 +48,5 @@ def add_parsers(commands) -> None:
                    help=f"a segment without a pause is cut at its quietest point after this long ({MAX_SEGMENT:g} s)")
     p.add_argument("--greedy", action="store_true", help="greedy final decoding even if the bundle has a tuned "
                                                         "decoder")
-    add_device_option(p, default="cpu", meaning="default: cpu")
+    add_device_option(p, default="auto")
     add_threads_option(p, default=1, meaning="default 1")

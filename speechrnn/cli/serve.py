@@ -39,4 +39,4 @@ def add_parsers(commands) -> None:
         ("--threads", int, None, "N", "torch threads for the models (default: torch's, one per core)"))
     for option, kind, default, metavar, text in limits:
         p.add_argument(option, type=kind, default=default, metavar=metavar, help=text)
-    add_device_option(p, default="cpu", meaning="default: cpu")
+    add_device_option(p, default="auto")

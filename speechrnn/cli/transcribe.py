@@ -198,8 +198,7 @@ def cmd_transcribe(args) -> None:
         bar.update(1)
     bar.close()
     if documents:
-        print(json.dumps([to_dict(r) for r in documents] if len(documents) > 1 else to_dict(documents[0]),
-                         ensure_ascii=False, indent=2))
+        print(json.dumps([to_dict(r) for r in documents], ensure_ascii=False, indent=2))  # a list, for any number
     if failed:
         print(f"{len(failed)} of {len(paths) + len(problems)} input(s) failed: {', '.join(map(shown, failed))}",
               file=sys.stderr)
@@ -270,8 +269,8 @@ def add_transcribe_parser(commands) -> None:
         epilog="examples: `speechrnn transcribe some.wav other.flac` (the shipped an4 model); `speechrnn transcribe "
                "--model unipen word.json -o out/ -f json`; `cat some.wav | speechrnn transcribe -`. formats: txt "
                "(path<TAB>text), json and jsonl (per input an object: path, text, duration, [gate,] words with start "
-               "and end in seconds and a confidence; jsonl one a line, json indented, on stdout a list for several "
-               "inputs), srt and vtt (subtitles). With --output DIR, one file per input: DIR/<stem>.<format> (see "
+               "and end in seconds and a confidence; jsonl one a line; json indented, on stdout a list of "
+               "them), srt and vtt (subtitles). With --output DIR, one file per input: DIR/<stem>.<format> (see "
                "--output for inputs that share a stem).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a model (a shipped model's name, `speechrnn models`, or a bundle file; left out: the shipped "
