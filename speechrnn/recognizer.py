@@ -54,6 +54,9 @@ SINGLE_INPUTS = (str, Path, tuple, Ink, np.ndarray, torch.Tensor)  # transcribe(
 # long_progress(input, its seconds): a context manager giving the callback that long-recording progress (seconds of
 # audio read so far) is reported to, e.g. a progress bar's
 LongProgress = Callable[[object, float], AbstractContextManager[Callable[[float], None] | None]]
+# long_groups(input): the callback (or None) that each decoded group of a long recording (longaudio.Group: its texts
+# and words, times in the recording) is handed to as soon as it is decoded, e.g. to be written
+LongGroups = Callable[[object], Callable[[object], None] | None]
 
 
 class Recognizer:
@@ -221,26 +224,29 @@ class Recognizer:
     def long_seconds(self, item) -> float:
         return source_seconds(item, self.config.features.sample_rate) or 0.0
 
-    def transcribe_long(self, item, timestamps: bool = False, progress=None) -> Transcript:
+    def transcribe_long(self, item, timestamps: bool = False, progress=None, on_group=None) -> Transcript:
         """One recording of any length (path, (waveform, rate) or waveform): read in blocks, cut at pauses by
-        self.vad, segments decoded in batches; word times from the start of the recording."""
-        return transcribe_long(self, item, timestamps, vad=self.vad, progress=progress)
+        self.vad, segments decoded in batches; word times from the start of the recording. `progress(seconds)`
+        and `on_group(longaudio.Group)` are told of each group of segments as it is decoded."""
+        return transcribe_long(self, item, timestamps, vad=self.vad, progress=progress, on_group=on_group)
 
     # ------------------------------------------------------------------------------------------ the API
 
     def transcribe_each(self, items: Iterable, timestamps: bool = False, chunk: int = 64,
-                        long_progress: LongProgress | None = None) -> Iterator[Transcript | UserError]:
+                        long_progress: LongProgress | None = None,
+                        long_groups: LongGroups | None = None) -> Iterator[Transcript | UserError]:
         """Paths, (waveform, rate) pairs, waveforms or Ink objects -> per input, in order, its Transcript or the
         UserError (AudioError / InkError, ...) it raised. `chunk` inputs are read and decoded together at a time;
         audio longer than split_over seconds goes through transcribe_long when it is met, with
-        `long_progress(item, seconds)` (see LongProgress) told how far it has got."""
+        `long_progress(item, seconds)` (see LongProgress) told how far it has got and `long_groups(item)`'s
+        callback (see LongGroups) handed each group of segments as it is decoded."""
         items = list(items)
         for start in range(0, len(items), max(1, chunk)):
             done: list[tuple[int, Transcript | UserError | None]] = []  # None: decoded with `inputs`
             inputs = []
             for k in range(start, min(start + max(1, chunk), len(items))):
                 try:
-                    result = self._long_or_none(items[k], timestamps, long_progress)
+                    result = self._long_or_none(items[k], timestamps, long_progress, long_groups)
                     if result is None:
                         inputs.append(self.load_input(items[k]))
                 except UserError as err:  # unreadable audio or ink: this input's result, and the others go on
@@ -253,12 +259,14 @@ class Recognizer:
                     result.name = str(items[k]) if isinstance(items[k], (str, Path)) else f"<input {k}>"
                 yield result
 
-    def _long_or_none(self, item, timestamps: bool, long_progress: LongProgress | None) -> Transcript | None:
+    def _long_or_none(self, item, timestamps: bool, long_progress: LongProgress | None,
+                      long_groups: LongGroups | None = None) -> Transcript | None:
         """The transcript of `item` when it is a long recording, None when it is decoded in a batch."""
         if not self.is_long(item):
             return None
+        on_group = long_groups(item) if long_groups else None
         with (long_progress or (lambda *_: nullcontext()))(item, self.long_seconds(item)) as progress:
-            return self.transcribe_long(item, timestamps, progress=progress)
+            return self.transcribe_long(item, timestamps, progress=progress, on_group=on_group)
 
     def transcribe(self, items, timestamps: bool = False) -> list[Transcript] | Transcript:
         """A list of inputs (paths, (waveform, rate) pairs, waveforms, Ink objects) -> their transcripts in the same

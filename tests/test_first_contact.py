@@ -62,3 +62,12 @@ def test_a_missing_gpu_is_one_line():
     lines = run.stderr.decode().splitlines()
     assert run.returncode == 2 and lines[-1].startswith("error: device 'cuda': this machine has no CUDA GPU"), lines
     assert b"Traceback" not in run.stderr
+
+
+def test_verbose_shows_or_hides_the_progress_bar():
+    shown = transcribe("--verbose", "True", *AN4_WAVS)
+    hidden = transcribe("--verbose", "False", *AN4_WAVS)
+    default = transcribe(*AN4_WAVS)  # stderr is not a terminal here: no bar
+    assert shown.returncode == hidden.returncode == default.returncode == 0
+    assert b"file/s" in shown.stderr and b"file/s" not in hidden.stderr and b"file/s" not in default.stderr
+    assert shown.stdout == hidden.stdout == default.stdout

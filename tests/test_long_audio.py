@@ -167,3 +167,100 @@ def test_thirty_minute_file(shared_data, tmp_path):
     print(f"30-min file: peak RSS {peak_mb:.0f} MB, stitched WER {100 * stitched_wer:.2f} %, per-file "
           f"{100 * looped_per_file_wer:.2f} % ({100 * per_file_wer:.2f} % on the 130 files)")
     assert abs(stitched_wer - looped_per_file_wer) < 0.04
+
+
+def ninety_seconds(shared_data, path: Path) -> Path:
+    """About 90 s of AN4 test utterances (the first ~40), 0.5 s of silence between, as one wav."""
+    gap, t = np.zeros(8000, dtype=np.float32), 0.0
+    with soundfile.SoundFile(path, "w", 16000, 1, "PCM_16") as out:
+        for wav_path, _ in an4_test(shared_data):
+            wav = soundfile.read(wav_path, dtype="float32")[0]
+            out.write(np.concatenate([wav, gap]))
+            t += (len(wav) + len(gap)) / 16000
+            if t >= 90:
+                break
+    return path
+
+
+class Stop(Exception):
+    pass
+
+
+def test_long_file_progress_and_outputs_as_decoded(shared_data, tmp_path):
+    """A 90 s file: progress advances group by group, each format's .part holds what was decoded so far (a run
+    stopped after the first group keeps its first segments, and no final file), and the finished file is the
+    whole transcript's output byte for byte."""
+    from speechrnn.output import PartialOutput, render
+    from speechrnn.pretrained import default_bundle
+    from speechrnn.recognizer import Recognizer
+
+    wav = ninety_seconds(shared_data, tmp_path / "long.wav")
+    recognizer = Recognizer.load(default_bundle("audio"), decoding="greedy")
+    seen, groups = [], []
+    result = recognizer.transcribe_long(str(wav), True, progress=seen.append, on_group=groups.append)
+    assert len(set(seen)) > 2 and seen == sorted(seen) and seen[-1] == pytest.approx(result.duration)
+    assert [w for g in groups for w in g.words] == result.words and " ".join(t for g in groups for t in g.texts) == \
+        result.text
+    for fmt in ("txt", "srt", "vtt", "jsonl"):
+        # stopped after the first group: the .part holds its segments, and nothing has the final name
+        partial = PartialOutput(tmp_path / fmt / f"long.{fmt}", fmt, str(wav))
+
+        def first_only(group):
+            partial.add(group)
+            raise Stop
+
+        with pytest.raises(Stop):
+            recognizer.transcribe_long(str(wav), True, on_group=first_only)
+        part = tmp_path / fmt / f"long.{fmt}.part"
+        assert not (tmp_path / fmt / f"long.{fmt}").exists()
+        kept = part.read_text(encoding="utf-8")
+        assert groups[0].words[0].text in kept
+        if fmt == "txt":
+            assert kept == " ".join(groups[0].texts)
+        elif fmt == "jsonl":
+            line = json.loads(kept)
+            assert [w["word"] for w in line["words"]] == [w.text for w in groups[0].words]
+            assert line["text"] == " ".join(groups[0].texts) and line["path"] == str(wav)
+        if fmt in ("srt", "vtt"):  # the cues closed by the first group; the one still open waits
+            assert render(result, fmt).startswith(kept) and 0 < kept.count(" --> ") < render(result, fmt).count(" --> ")
+        partial.close()
+        # a whole run: the .part, completed, is renamed; the file is what render writes for the whole transcript
+        partial = PartialOutput(tmp_path / fmt / f"long.{fmt}", fmt, str(wav))
+        for group in groups:
+            partial.add(group)
+        lines = part.read_text(encoding="utf-8")
+        if fmt == "jsonl":
+            assert len(lines.splitlines()) == len(groups)
+        with pytest.raises(FileExistsError):  # a file that appeared meanwhile is not replaced; the .part stays
+            (tmp_path / fmt / f"long.{fmt}").write_text("good")
+            partial.finish(result)
+        assert (tmp_path / fmt / f"long.{fmt}").read_text() == "good" and part.exists()
+        (tmp_path / fmt / f"long.{fmt}").unlink()
+        partial = PartialOutput(tmp_path / fmt / f"long.{fmt}", fmt, str(wav))
+        for group in groups:
+            partial.add(group)
+        if fmt != "jsonl":  # all but the end (txt's newline, the last cue) is there before finish
+            assert render(result, fmt).startswith(part.read_text(encoding="utf-8"))
+        partial.finish(result)
+        assert (tmp_path / fmt / f"long.{fmt}").read_text(encoding="utf-8") == render(result, fmt)
+        assert not part.exists()
+
+
+def test_cli_writes_long_file_as_decoded(shared_data, tmp_path):
+    """`speechrnn transcribe --split-over 30 -o DIR`: srt written through its .part, which is gone at the end; the
+    file is the whole transcript's srt; an existing output is refused as before."""
+    from speechrnn.output import render
+    from speechrnn.pretrained import default_bundle
+    from speechrnn.recognizer import Recognizer
+
+    wav = ninety_seconds(shared_data, tmp_path / "long.wav")
+    command = [sys.executable, "-m", "speechrnn", "transcribe", "--greedy", "--split-over", "30", str(wav), "-o",
+               str(tmp_path / "out"), "-f", "srt"]
+    proc = subprocess.run(command, env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["long.srt"]
+    recognizer = Recognizer.load(default_bundle("audio"), decoding="greedy", split_over=30)
+    assert (tmp_path / "out" / "long.srt").read_text(encoding="utf-8") == render(recognizer.transcribe_long(str(wav),
+                                                                                                           True), "srt")
+    again = subprocess.run(command, env=ENV, capture_output=True, text=True)
+    assert again.returncode != 0 and "exists already" in again.stderr

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from ..errors import UserError
@@ -149,12 +150,44 @@ def beam_settings(args) -> tuple[str, dict]:
 
 
 @contextmanager
-def seconds_bar(path, seconds: float):
-    """A progress bar in seconds of audio for one long recording (Recognizer.transcribe_each's long_progress)."""
+def seconds_bar(path, seconds: float, disable: bool | None = None):
+    """A progress bar in seconds of audio for one long recording (Recognizer.transcribe_each's long_progress);
+    `disable` as tqdm's (None: on a terminal only)."""
     from tqdm import tqdm
 
-    with tqdm(total=round(seconds), unit="s", desc=Path(path).name, file=sys.stderr, disable=None, leave=False) as bar:
+    with tqdm(total=round(seconds), unit="s", desc=Path(path).name, file=sys.stderr, disable=disable,
+              leave=False) as bar:
         yield lambda s: bar.update(round(s) - bar.n)
+
+
+def verbosity(value: str) -> bool:
+    """--verbose's value: True/False (whisper's spelling), yes/no, 1/0."""
+    if value.lower() in ("true", "yes", "1"):
+        return True
+    if value.lower() in ("false", "no", "0"):
+        return False
+    raise ValueError(value)
+
+
+def partial_outputs(targets: dict[str, Path] | None, fmt: str, partials: dict) -> object:
+    """Recognizer.transcribe_each's long_groups for --output DIR: a long recording's output is written as its
+    groups are decoded, into DIR/<name>.part (output.PartialOutput, txt, jsonl, srt and vtt), kept in `partials`
+    (input -> PartialOutput) for _write to finish and rename; a stopped run keeps what was done there."""
+    from ..output import PARTIAL_FORMATS, PartialOutput
+
+    if not targets or fmt not in PARTIAL_FORMATS:
+        return None
+
+    def start(item) -> object:
+        if item in partials:  # the same input given twice: its .part is started again
+            partials.pop(item).close()
+        try:
+            partials[item] = PartialOutput(targets[item], fmt, shown(item))
+        except OSError:  # not writable: the output is written whole at the end, or reported then
+            return None
+        return partials[item].add
+
+    return start
 
 
 def cmd_transcribe(args) -> None:
@@ -183,15 +216,18 @@ def cmd_transcribe(args) -> None:
         print(f"error: {problem}", file=sys.stderr)
     failed, documents, written = [item for item, _ in problems], [], set()
     # progress on stderr, on a terminal only; it is cleared before each result is printed, and at the end
-    bar = tqdm(total=len(paths), unit="file", desc="transcribe", disable=None if len(paths) > 1 else True,
+    quiet = None if args.verbose is None else not args.verbose  # tqdm's disable: None = on a terminal only
+    bar = tqdm(total=len(paths), unit="file", desc="transcribe", disable=quiet if len(paths) > 1 else True,
                file=sys.stderr, leave=False)
-    results = recognizer.transcribe_each(paths, args.format in NEEDS_TIMES, chunk=args.chunk, long_progress=seconds_bar)
+    partials: dict = {}  # long inputs' outputs being written as they are decoded (partial_outputs)
+    results = recognizer.transcribe_each(paths, args.format in NEEDS_TIMES, chunk=args.chunk, long_progress=partial(seconds_bar, disable=quiet),
+                                         long_groups=partial_outputs(targets, args.format, partials))
     for path, result in zip(paths, results):  # a chunk of files in memory at a time; long ones read in blocks
         if isinstance(result, UserError):  # unusable audio or ink: reported, and the other files go on
             bar.write(f"error: {result}", file=sys.stderr)
             failed.append(path)
         elif targets:
-            if not _write(result, targets[path], args, written, bar):
+            if not _write(result, targets[path], args, written, bar, partials.pop(path, None)):
                 failed.append(path)
         else:
             documents += _print_result(path, result, args.format, bar)
@@ -217,14 +253,18 @@ def _print_result(path: str, result, fmt: str, bar) -> list:
     return []
 
 
-def _write(result, target: Path, args, written: set[Path], bar) -> bool:
+def _write(result, target: Path, args, written: set[Path], bar, partial=None) -> bool:
     """Write one transcript to its file (whole or not at all); False, with an error line, when that failed.
-    `written`: the files this run wrote (the same input given twice writes its file again)."""
+    `written`: the files this run wrote (the same input given twice writes its file again). `partial`: the
+    output.PartialOutput a long recording was written to as it was decoded, finished and renamed to `target`."""
     from ..output import render, write_file
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)  # a name below the inputs' common folder (output_names)
-        write_file(target, render(result, args.format), overwrite=args.overwrite or target in written)
+        if partial:
+            partial.finish(result, overwrite=args.overwrite or target in written)
+        else:
+            write_file(target, render(result, args.format), overwrite=args.overwrite or target in written)
     except FileExistsError:
         bar.write(f"error: {target}: appeared while transcribing; add --overwrite to replace it", file=sys.stderr)
         return False
@@ -284,11 +324,14 @@ def add_transcribe_parser(commands) -> None:
                    help="write one file per input into DIR instead of printing: DIR/<stem>.<format>; inputs that "
                         "share a stem are named after their path below the folder they have in common, extension "
                         "kept (a/x.wav, b/x.wav -> DIR/a/x.wav.txt, DIR/b/x.wav.txt; x.mp3, x.ogg -> DIR/x.mp3.txt, "
-                        "DIR/x.ogg.txt). Files are written whole (a temporary file, renamed); an output that exists "
-                        "already is refused unless --overwrite")
+                        "DIR/x.ogg.txt). Files are written whole (a temporary file, renamed; a long recording's "
+                        "into DIR/<name>.part as it is decoded, so a stopped run keeps what was done); an output that "
+                        "exists already is refused unless --overwrite")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist in --output DIR")
     add_device_option(p, default="auto", meaning="default: auto, cuda when present, else cpu")
     add_threads_option(p)
+    p.add_argument("--verbose", type=verbosity, metavar="True|False",
+                   help="progress bars on stderr: True always, False never (default: on a terminal only)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding even if the bundle has a tuned decoder")
     p.add_argument("--beam", type=int, metavar="N", help="beam search with N hypotheses (default of tuned: its own)")
     p.add_argument("--lexicon", help="beam search over this lexicon's words (`speechrnn lm lexicon`)")
