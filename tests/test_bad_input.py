@@ -290,8 +290,11 @@ def test_load_bundle_refuses_text_file(tmp_path, content):
 
 @pytest.mark.parametrize("command", ["eval", "transcribe"])
 def test_cli_refuses_text_file_as_bundle(not_bundles, command, tmp_path):
+    """(transcribe takes a first item that is neither a model's name, .pt nor torch.save's format as an input;
+    --model names the model whatever it is)"""
     path = not_bundles["text"]
-    result = run_cli(command, path, tmp_path / "whatever.jsonl" if command == "eval" else tmp_path / "x.wav")
+    result = run_cli(command, path, tmp_path / "whatever.jsonl") if command == "eval" else \
+        run_cli(command, "--model", path, tmp_path / "x.wav")
     line = assert_one_clean_error(result)
     assert str(path) in line
 

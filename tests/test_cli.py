@@ -97,7 +97,7 @@ def test_options():
     adapt = parser.parse_args(["classify", "adapt", "b.pt", "m.jsonl", "-o", "a.pt", "--rounds", "2", "--lr", "0.01"])
     assert (adapt.rounds, adapt.lr, adapt.epochs, adapt.repeat, adapt.device) == (2, 0.01, None, None, "auto")
     labels = parser.parse_args(["tagger", "labels", "b.pt", "m.jsonl", "--out", "o", "--min-silence", "0.3"])
-    assert (labels.min_silence, labels.ratio, labels.device, labels.threads) == (0.3, 0.25, "cpu", 0)
+    assert (labels.min_silence, labels.ratio, labels.device, labels.threads) == (0.3, 0.25, "auto", 0)
     tune = parser.parse_args(["tune", "b.pt", "dev.jsonl", "--lexicon", "l.txt", "--word-scores", "0", "1"])
     assert tune.word_scores == [0.0, 1.0] and tune.oov_margins == [float("inf")] and tune.beam == 50
     assert parser.parse_args(["mic", "--input", "x.wav"]).threads == 1

@@ -14,7 +14,8 @@ from . import bundle, classify, evaluate, ink, lm, mic, models, serve, tagger, t
 from .examples import add_examples
 
 EPILOG = "Run `speechrnn COMMAND --help` for a command's options. Recipes: recipes/<corpus>/run.sh."
-COMMAND_GROUPS = (models, transcribe, train, evaluate, lm, bundle, ink, classify, tagger, serve, mic)  # in --help's order
+# in --help's order
+COMMAND_GROUPS = (models, transcribe, train, evaluate, lm, bundle, ink, classify, tagger, serve, mic)
 
 
 def build_parser() -> argparse.ArgumentParser:

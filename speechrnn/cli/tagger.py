@@ -22,12 +22,13 @@ def cmd_tagger_labels(args) -> None:
     """Force-align each transcript of MANIFEST with CTC_BUNDLE and write OUT/NAME.ctc.npz (silence = blank runs),
     OUT/NAME.energy.npz (energy detector), OUT/NAME.refined.npz (energy segments the alignment supports) and
     OUT/NAME.stats.json (alignment edges against the energy's)."""
+    from ..device import select_device
     from ..tasks.tagger.labels import LabelConfig, make_labels
 
     set_threads(args.threads)
     config = LabelConfig(**{key: getattr(args, key) for key in LABEL_OPTIONS})
     name = args.name or Path(args.manifest).stem
-    stats = make_labels(args.bundle, args.manifest, args.out, name, config, args.device)
+    stats = make_labels(args.bundle, args.manifest, args.out, name, config, str(select_device(args.device)))
     c = stats["ctc_vs_energy"]
     print(f"{name}: {stats['utterances']} utterances labelled ({len(stats['skipped'])} skipped); first token "
           f"in frame 0-1 in {100 * stats['first_token_in_first_2_frames']:.0f} %, median first token - energy "
@@ -48,10 +49,12 @@ def cmd_tagger_eval(args) -> None:
     """Tag every utterance of MANIFEST (one at a time, as a VAD would) and score the frames against each LABELS
     file: frame accuracy, speech precision / recall / F1, real-time factor; writes NAME.summary.json and
     NAME.per_utt.jsonl per labels file to --out."""
+    from ..device import select_device
     from ..tasks.tagger.score import evaluate_manifest
 
     set_threads(args.threads)
-    summaries = evaluate_manifest(args.bundle, args.manifest, args.labels, args.out, args.threshold, args.device)
+    summaries = evaluate_manifest(args.bundle, args.manifest, args.labels, args.out, args.threshold,
+                                  str(select_device(args.device)))
     for s in summaries:
         print(f"{s['name']}: frame accuracy {100 * s['accuracy']:.2f} %, speech precision "
               f"{100 * s['precision']:.2f} % recall {100 * s['recall']:.2f} % F1 {100 * s['f1']:.2f} % "
@@ -71,7 +74,7 @@ def add_labels_parser(commands) -> None:
     p.add_argument("--name", help="file name stem (default: the manifest's file name without .jsonl)")
     for key, (default, meaning) in LABEL_OPTIONS.items():
         p.add_argument("--" + key.replace("_", "-"), type=float, default=default, help=f"{meaning} ({default:g})")
-    add_device_option(p, default="cpu", meaning="default: cpu")
+    add_device_option(p, default="auto")
     add_threads_option(p)
 
 
@@ -90,7 +93,7 @@ def add_eval_parser(commands) -> None:
     p.add_argument("labels", nargs="+", help="labels .npz file(s) of the manifest's utterances")
     add_report_arguments(p)
     p.add_argument("--threshold", type=float, default=0.5, help="speech when the probability is at least this (0.5)")
-    add_device_option(p, default="cpu", meaning="default: cpu")
+    add_device_option(p, default="auto")
     add_threads_option(p)
 
 

@@ -112,14 +112,28 @@ def output_targets(out_dir: Path, paths: list[str], fmt: str, overwrite: bool) -
     return targets
 
 
+def saved_by_torch(path: str) -> bool:
+    """A regular file (never a FIFO: it is not opened) that starts as torch.save's files do: a zip archive, or a
+    pickle of protocol 2 or later."""
+    try:
+        if not Path(path).is_file():
+            return False
+        with open(path, "rb") as head:
+            start = head.read(4)
+    except OSError:
+        return False
+    return start.startswith((b"PK\x03\x04", b"\x80"))
+
+
 def split_bundle(items: list[str]) -> tuple[str, list[str]]:
-    """[BUNDLE] INPUT... -> (bundle, inputs). The first item is the bundle unless it is an audio or ink file, a
-    folder or '-'; then the shipped model for the inputs' kind is used: UNIPEN handwriting when they are all ink
-    files, else AN4 speech."""
-    from ..pretrained import default_bundle
+    """[MODEL] INPUT... -> (bundle, inputs). The first item is the model when it is a shipped model's name, is
+    named .pt, or is a file that torch.save could have written (a zip archive or a pickle); otherwise every item is
+    an input (a recording of another extension, .opus say, is the audio reader's to read or refuse) and the shipped
+    model for the inputs' kind is used: UNIPEN handwriting when they are all ink files, else AN4 speech."""
+    from ..pretrained import MODELS, default_bundle
 
     first = items[0]
-    if not (first == "-" or Path(first).is_dir() or first.lower().endswith(AUDIO_EXTENSIONS + INK_EXTENSIONS)):
+    if first in MODELS or first.lower().endswith(".pt") or saved_by_torch(first):
         if len(items) == 1:
             raise UserError(f"{first}: taken as the bundle, but no input follows; name files, folders or - after it")
         return first, items[1:]
@@ -220,7 +234,8 @@ def cmd_transcribe(args) -> None:
     bar = tqdm(total=len(paths), unit="file", desc="transcribe", disable=quiet if len(paths) > 1 else True,
                file=sys.stderr, leave=False)
     partials: dict = {}  # long inputs' outputs being written as they are decoded (partial_outputs)
-    results = recognizer.transcribe_each(paths, args.format in NEEDS_TIMES, chunk=args.chunk, long_progress=partial(seconds_bar, disable=quiet),
+    results = recognizer.transcribe_each(paths, args.format in NEEDS_TIMES, chunk=args.chunk,
+                                         long_progress=partial(seconds_bar, disable=quiet),
                                          long_groups=partial_outputs(targets, args.format, partials))
     for path, result in zip(paths, results):  # a chunk of files in memory at a time; long ones read in blocks
         if isinstance(result, UserError):  # unusable audio or ink: reported, and the other files go on
@@ -313,10 +328,11 @@ def add_transcribe_parser(commands) -> None:
                "them), srt and vtt (subtitles). With --output DIR, one file per input: DIR/<stem>.<format> (see "
                "--output for inputs that share a stem).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="a model (a shipped model's name, `speechrnn models`, or a bundle file; left out: the shipped "
-                        "AN4 speech model, or the UNIPEN handwriting model for ink files), then audio files (wav, "
-                        "flac, ogg, mp3, sphere) for a speech model, ink files (.json, .inkml, IAM-OnDB .xml) for a "
-                        "handwriting model, folders of them, or - for stdin: audio piped in, or paths one a line")
+                   help="a model first (a shipped model's name, `speechrnn models`, or a .pt bundle file; or give it "
+                        "with --model; left out: the shipped AN4 speech model, or the UNIPEN handwriting model when "
+                        "the inputs are ink files), then audio files (wav, flac, ogg, mp3, sphere) for a speech model, "
+                        "ink files (.json, .inkml, IAM-OnDB .xml) for a handwriting model, folders of them, or - for "
+                        "stdin: audio piped in, or paths one a line")
     p.add_argument("-m", "--model", help="the model, as a name or a bundle file (then every INPUT is an input)")
     p.add_argument("-f", "--output_format", "--output-format", "--format", dest="format", choices=FORMATS,
                    default="txt", help="txt (default), json, jsonl, srt or vtt")
