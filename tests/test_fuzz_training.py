@@ -105,21 +105,22 @@ def tagger_args(data: Path, exp: Path, *extra) -> list:
             f"data.dev_labels={data / 'labels.npz'}", *TINY, f"train.exp_dir={exp}", *extra]
 
 
+def trained(args, folder: Path) -> Path:
+    """A finished run folder (last.pt, best.pt, model.pt, train_log.jsonl) of the command `args(folder)`."""
+    status, output = cli(*args(folder))
+    assert status == 0, output
+    return folder
+
+
 @pytest.fixture(scope="module")
 def finished(data, tmp_path_factory) -> Path:
-    """A finished CTC run folder (last.pt, best.pt, model.pt, train_log.jsonl)."""
-    exp = tmp_path_factory.mktemp("finished")
-    status, output = cli(*ctc_args(data, exp))
-    assert status == 0, output
-    return exp
+    """A finished CTC run folder."""
+    return trained(lambda exp: ctc_args(data, exp), tmp_path_factory.mktemp("finished"))
 
 
 @pytest.fixture(scope="module")
 def classifier(data, tmp_path_factory) -> Path:
-    exp = tmp_path_factory.mktemp("classifier")
-    status, output = cli(*classify_args(data, exp))
-    assert status == 0, output
-    return exp
+    return trained(lambda exp: classify_args(data, exp), tmp_path_factory.mktemp("classifier"))
 
 
 # --- item 3: an earlier run is never clobbered ----------------------------------------------------------------

@@ -17,24 +17,15 @@ from speechrnn.config import Config, to_dict
 from speechrnn.data import write_manifest
 from speechrnn.errors import ManifestError
 from speechrnn.model import build_model
-from speechrnn.cli import main as cli_main
 from speechrnn.tasks.tagger.inference import TaggerVAD
 from speechrnn.tasks.tagger.labels import ctc_labels, make_labels, read_labels, refined_labels, write_labels
 from speechrnn.tasks.tagger.model import build_tagger, frame_loss
 from speechrnn.tasks.tagger.task import load_tagged, load_tagger_config, train
 from speechrnn.text import TextConfig, Tokenizer
+from test_classify import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "recipes" / "an4" / "conf" / "vad.yaml"
-
-
-def run_cli(group: str, argv: list[str]) -> int:
-    """`speechrnn GROUP ARGV...` in this process; its exit status."""
-    try:
-        cli_main([group, *map(str, argv)])
-    except SystemExit as exit:
-        return exit.code if isinstance(exit.code, int) else 1
-    return 0
 
 
 def main(argv: list[str]) -> int:
