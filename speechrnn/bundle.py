@@ -164,21 +164,33 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path) -> None:
                           "checkpoint") from None
 
 
+def aligner_sources(aligner_path: str | Path, end_aligner_path: str | Path | None) -> list[tuple[str, str, dict]]:
+    """(role, where, aligner bundle) for add_aligner: the bundles given, or the aligners inside `aligner_path`."""
+    source = load_bundle(aligner_path)
+    inside = [role for role in ALIGNERS if role in source.get("extra", {})]
+    if inside and end_aligner_path is None:
+        return [(role, f"{aligner_path} ({role})",
+                 {"config": source["extra"][role]["config"], "tokenizer": source["tokenizer"],
+                  "extra": {"dev_cer": source["extra"][role].get("dev_cer")},
+                  "state_dict": {name[len(role) + 1:]: value for name, value in source["state_dict"].items()
+                                 if name.startswith(role + ".")}}) for role in inside]
+    return [(role, str(path), load_bundle(path)) for role, path in zip(ALIGNERS, (aligner_path, end_aligner_path))
+            if path is not None]
+
+
 def add_aligner(bundle_path: str | Path, aligner_path: str | Path, out_path: str | Path,
                 end_aligner_path: str | Path | None = None) -> dict:
     """Write `bundle_path` with the recognizer bundle `aligner_path` inside as its aligner (word starts, and word
     ends unless `end_aligner_path` gives them) to `out_path` (atomically; it may be `bundle_path`), replacing the
-    aligners it had. All must share tokenizer, features and frame rate. Returns {role: description} as stored in
-    extra (config, dev_cer)."""
+    aligners it had. `aligner_path` may also be a bundle that has aligners inside (a recognizer of the same
+    front-end): then its aligners are taken. All must share tokenizer, features and frame rate. Returns
+    {role: description} as stored in extra (config, dev_cer)."""
     bundle = load_bundle(bundle_path)
     config = from_dict(bundle["config"])
     shift = frame_shift(config)
     weights = _weights_of(bundle["state_dict"])
     extra = {key: value for key, value in bundle["extra"].items() if key not in ALIGNERS}
-    for role, path in zip(ALIGNERS, (aligner_path, end_aligner_path)):
-        if path is None:
-            continue
-        aligner = load_bundle(path)
+    for role, path, aligner in aligner_sources(aligner_path, end_aligner_path):
         aligner_config = from_dict(aligner["config"])
         if aligner.get("extra", {}).get("task") or aligner_config.modality != "audio" or config.modality != "audio":
             raise BundleError(f"{path}: not a speech recognizer bundle, or {bundle_path} is not; add-aligner joins "

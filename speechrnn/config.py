@@ -19,6 +19,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from .augment import AugmentConfig
 from .errors import ConfigError
 from .features import FeatureConfig, SpecAugmentConfig
 from .ink import InkFeatureConfig
@@ -50,6 +51,7 @@ class DataConfig:
     max_batch_size: int = bounded(256, ">= 1")
     num_workers: int = bounded(1, ">= 0")  # DataLoader worker processes (0 = load in the training process)
     speed_perturb: list[float] = bounded([], "> 0")  # e.g. [0.9, 1.0, 1.1]; empty = off
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # audio: edges, noise, bandwidth, level, codec
     # before training every audio file's header is read once (data.check_audio): unreadable files are left out, and
     # a run whose train or dev set keeps less than this share of its utterances stops before training
     min_usable: float = bounded(0.9, ">= 0 and <= 1")
@@ -220,12 +222,14 @@ def in_range(value, allowed: str) -> bool:
 
 
 def check_fields(config) -> None:
-    """Fail with one line on the first field of the dataclass tree `config` whose value is not one of its choices
-    or outside its range."""
+    """Fail with one line on the first field of the dataclass tree `config` whose value (or an item of a list value)
+    is not one of its choices or outside its range."""
     for key, allowed in declared_choices(config).items():
         value = _select(config, key)
-        if value not in allowed:
-            raise ConfigError(f"config: {key}={value!r} is not one of: {', '.join(allowed)}")
+        bad = [v for v in value if v not in allowed] if isinstance(value, (list, tuple)) else [value]
+        if bad and bad[0] not in allowed:
+            raise ConfigError(f"config: {key}={value!r} is not one of: {', '.join(allowed)}"
+                              + (" (each value)" if isinstance(value, (list, tuple)) else ""))
     for key, allowed in declared(config, lambda f: f.metadata.get("range")).items():
         value = _select(config, key)
         values = value if isinstance(value, (list, tuple)) else [value]

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .audio import load_audio
+from .augment import AugmentConfig, augment
 from .datacheck import check_entry
 from .errors import AudioError, ManifestError
 from .features import pad_inputs
@@ -227,16 +228,18 @@ class AudioDataset(Dataset):
     """Items are dicts with the waveform (N,) and token ids; an unreadable file yields None (reported once).
 
     With `speed_factors` (e.g. [0.9, 1.0, 1.1]) each item is played faster or slower by a factor drawn from
-    (seed, epoch, index), so a resumed run draws what an uninterrupted one would."""
+    (seed, epoch, index), and with `augmentation` (augment.AugmentConfig) it then passes the augmentation chain,
+    drawn from the same triple: a resumed run draws what an uninterrupted one would."""
 
     def __init__(self, utterances: Iterable[Utterance], tokenizer, sample_rate: int, speed_factors: list[float] = (),
-                 seed: int = 0, hop_length: int = 160):
+                 seed: int = 0, hop_length: int = 160, augmentation: AugmentConfig | None = None):
         # columnar (see Utterances, RaggedInts): a few hundred bytes per utterance, for manifests of 100k+ lines
         self.utterances = utterances if isinstance(utterances, Utterances) else Utterances(utterances)
         self.tokens = RaggedInts(map(tokenizer.encode, self.utterances.texts) if tokenizer is not None else ())
         self.sample_rate = sample_rate
         self.hop_length = hop_length
         self.speed_factors = list(speed_factors)
+        self.augmentation = augmentation if augmentation is not None and augmentation.enabled() else None
         self.seed = seed
         self.epoch = 0
         self.input_lengths = array("q", (int(d * sample_rate) for d in self.utterances.durations))  # samples
@@ -251,7 +254,8 @@ class AudioDataset(Dataset):
 
     def subset(self, keep: Iterable[int]) -> "AudioDataset":
         keep = list(keep)
-        kept = AudioDataset((), None, self.sample_rate, self.speed_factors, self.seed, self.hop_length)
+        kept = AudioDataset((), None, self.sample_rate, self.speed_factors, self.seed, self.hop_length,
+                            self.augmentation)
         kept.utterances, kept.tokens = self.utterances.take(keep), self.tokens.take(keep)
         kept.input_lengths = array("q", (self.input_lengths[i] for i in keep))
         kept.frame_lengths = array("d", (self.frame_lengths[i] for i in keep))
@@ -263,7 +267,7 @@ class AudioDataset(Dataset):
 
     def without_augmentation(self) -> "AudioDataset":
         plain = self.subset(range(len(self)))
-        plain.speed_factors = []
+        plain.speed_factors, plain.augmentation = [], None
         return plain
 
     def __getitem__(self, index: int) -> dict | None:
@@ -277,6 +281,9 @@ class AudioDataset(Dataset):
             factor = random.Random(f"{self.seed}-{self.epoch}-{index}").choice(self.speed_factors)
             if factor != 1.0:  # read as if recorded at rate * factor: `factor` times faster, pitch shifted too
                 wav = AF.resample(wav, round(self.sample_rate * factor), self.sample_rate)
+        if self.augmentation is not None:
+            draw = np.random.default_rng([self.seed, self.epoch, index])
+            wav = augment(wav, self.sample_rate, self.augmentation, draw)
         return {"id": utt.id, "inputs": wav, "tokens": torch.tensor(self.tokens[index], dtype=torch.long),
                 "text": utt.text}
 
@@ -350,7 +357,8 @@ def load_dataset(config, manifest: str | Path, tokenizer, training: bool = False
                           augment=training and config.ink.augment, seed=config.train.seed, where=str(manifest))
     features = config.features
     return AudioDataset(load_utterances(manifest), tokenizer, features.sample_rate,
-                        config.data.speed_perturb if training else (), config.train.seed, features.hop_length)
+                        config.data.speed_perturb if training else (), config.train.seed, features.hop_length,
+                        config.data.augment if training else None)
 
 
 def collate(items: list[dict | None]) -> dict:

@@ -11,8 +11,13 @@ the shortest syllable) of sustained sound in one stretch: the waveform is cut in
 block's level is its energy in dB re full scale, median-filtered over 3 blocks (a click, which fills one block,
 disappears; a one-block dip inside speech is filled); the background is the `floor_percentile` (10th) percentile
 of the levels, but never below `min_floor_db` (-70 dBFS: digital silence would put it at -100 dB), and a block is
-sound when it is `snr_db` (10 dB) over the background. So digital or near silence, steady noise of any level (its
-blocks sit at its own background), clicks and anything under 0.1 s have none. And there must be `min_voiced`
+sound when it is `snr_db` (10 dB) over the background. A word cut tight to its edges (FSDD's clips) has no
+background of its own, so blocks within `core_db` (6 dB) of the loudest count as sound too, when the loudest is
+`snr_db` over the background. So digital or near silence, steady noise of any level (its blocks sit at its own
+background, within a few dB of its loudest), clicks and anything under 0.1 s have none.
+A word cut tight (FSDD has such) may have no stretch over a background it does not have: an input with under
+`min_speech` seconds of blocks 2 x `snr_db` below its loudest passes when it is voiced without a break for
+`min_vowel` seconds (50 ms, a vowel; noise reaches 30 ms at most) and is not silence. And there must be `min_voiced`
 seconds (30 ms) of voiced frames, periodic at a lag of one pitch period (70-400 Hz, `voicing`): every word has a
 vowel, while a burst of noise, faded in or not, white, pink or brown, has no period. The settings are physical, not
 fitted to data; benchmarks/eval_gate.py measures the margins on synthetic non-speech and on AN4 (dev's utterances
@@ -40,9 +45,11 @@ class Gate:
     snr_db: float = 10.0  # dB over the background that a block of sound has
     floor_percentile: float = 10.0  # the background: this percentile of the block levels...
     min_floor_db: float = -70.0  # ...but at least this (dB re full scale)
+    core_db: float = 6.0  # blocks this close to the loudest are sound too, when it is snr_db over the background
     pitch: tuple[float, float] = (70.0, 400.0)  # Hz: the voice's fundamental frequency lies in this range
     min_periodicity: float = 0.4  # a frame is voiced when its normalised autocorrelation peaks at least this high
     min_voiced: float = 0.03  # s of voiced frames (10 ms apart) that speech has
+    min_vowel: float = 0.05  # s voiced without a break: speech even with no sustained sound over a background
     min_points: int = 8  # ink: distinct pen positions
     min_extent: float = 3.0  # ink: extent (the larger side of its box) in typical steps between points
 
@@ -59,17 +66,23 @@ class Gate:
         level = 10 * np.log10(np.maximum(power, 1e-10))
         level = np.median(np.lib.stride_tricks.sliding_window_view(np.pad(level, 1, mode="reflect"), 3), axis=1)
         floor = max(float(np.percentile(level, self.floor_percentile)), self.min_floor_db)
-        loud = np.concatenate([[False], level >= floor + self.snr_db, [False]])
-        edges = np.flatnonzero(np.diff(loud.astype(np.int8)))  # starts and ends of the loud runs
-        longest = int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+        sound = level >= floor + self.snr_db
+        if sound.any():  # the loud core of an input with no background of its own (a word cut tight)
+            sound |= level >= level.max() - self.core_db
+        longest = longest_run(sound)
+        voiced = voicing(samples, rate, self.pitch) >= self.min_periodicity
         if longest >= needed:
-            voiced = int((voicing(samples, rate, self.pitch) >= self.min_periodicity).sum())
-            if voiced * self.block >= self.min_voiced:
+            if voiced.sum() * self.block >= self.min_voiced:
                 return {"speech": True, "reason": f"sustained sound for {longest * self.block:.2f} s at a stretch, "
-                                                  f"voiced for {voiced * self.block:.2f} s"}
+                                                  f"voiced for {voiced.sum() * self.block:.2f} s"}
             return {"speech": False, "reason": f"no voice: {longest * self.block:.2f} s of sustained sound but "
-                                               f"{voiced * self.block:.2f} s voiced, under {self.min_voiced:g} s "
+                                               f"{voiced.sum() * self.block:.2f} s voiced, under {self.min_voiced:g} s "
                                                f"(noise)"}
+        vowel = longest_run(voiced)
+        quiet = int((level < level.max() - 2 * self.snr_db).sum())  # blocks that could be a background
+        if quiet < needed and vowel * self.block >= self.min_vowel and level.max() >= self.min_floor_db + self.snr_db:
+            return {"speech": True, "reason": f"voiced without a break for {vowel * self.block:.2f} s (a vowel; "
+                                              f"no background to stand out from)"}
         if level.max() < self.min_floor_db + self.snr_db:
             return {"speech": False, "reason": f"silence (loudest {self.block * 1000:g} ms at "
                                                f"{level.max():.0f} dBFS)"}
@@ -92,6 +105,12 @@ class Gate:
             return {"ink": False, "reason": f"a dot: the ink spans {extent / step if step else 0:.1f} pen steps, "
                                             f"under {self.min_extent:g}"}
         return {"ink": True, "reason": f"{points} pen positions over {extent / step:.0f} pen steps"}
+
+
+def longest_run(flags: np.ndarray) -> int:
+    """The length of the longest run of True in a bool array (N,)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
 
 
 def voicing(samples: np.ndarray, rate: int, pitch: tuple[float, float] = (70.0, 400.0), frame: float = 0.04,

@@ -15,6 +15,8 @@ add-aligner`, recipes/an4/aligner.sh): unidirectional models whose alignments fo
 bidirectional recognizer puts the first character at frame 0 (it has heard the whole utterance). Then word starts
 come from the left-to-right aligner, ends from the right-to-left one (at least `recognizer.end_reach` frames
 before the separator it aligns after the word, speechrnn/align.py), and confidences from the recognizer.
+Word confidences go through the bundle's calibration map where `speechrnn calibrate` stored one
+(speechrnn/calibration.py), so that they estimate how often such a word is right.
 
 Audio longer than `split_over` seconds (30, given at load) is not decoded whole: it is read in blocks, cut at pauses
 by the voice-activity detector given at load (`vad`: energy-based by default, or a frame tagger; speechrnn/vad.py)
@@ -35,6 +37,7 @@ import torch
 from .align import align
 from .audio import load_audio, resample, source_seconds
 from .bundle import load_model
+from .calibration import KEY as CALIBRATION, calibrate
 from .config import Config
 from .decode import BeamConfig, BeamDecoder, greedy_decode, stored_decoder
 from .device import select_device
@@ -77,6 +80,7 @@ class Recognizer:
         self.vad = vad  # the VAD that cuts it: an object with frame_shift and speech_probability; None: EnergyVAD
         self.gate = gate  # no speech / no ink -> an empty transcript, undecoded (speechrnn/gate.py); None: no gate
         self.bundle_path: Path | None = None  # the bundle file it was loaded from (Recognizer.load)
+        self.calibration: dict | None = None  # word confidence map (speechrnn/calibration.py); None: raw
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", decoding: str = "tuned", workers: int = 1,
@@ -103,6 +107,7 @@ class Recognizer:
                    aligner=extra.get("aligner", {}).get("model"), end_aligner=extra.get("aligner_end", {}).get("model"),
                    vad=vad, split_over=split_over, gate=Gate() if gate else None)
         recognizer.bundle_path = resolve(bundle)  # the file it came from (a shipped model's, for a name)
+        recognizer.calibration = extra.get(CALIBRATION)  # `speechrnn calibrate`'s map, None without one
         return recognizer
 
     # ------------------------------------------------------------------------------------------ inputs
@@ -206,6 +211,8 @@ class Recognizer:
         if self.decoder is not None and self.decoder.config.lexicon:
             for word, spelled in zip(words, text.split()):  # lexicon words as the lexicon writes them
                 word.text = spelled
+        for word in words if self.calibration else ():  # align.py's raw confidence -> a calibrated one
+            word.confidence = calibrate(word.confidence, self.calibration)
         return words
 
     def _aligned_words(self, aligner: CTCModel, scores: torch.Tensor, tokens: list[int]) -> list[Span]:

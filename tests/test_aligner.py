@@ -219,6 +219,26 @@ def test_word_starts_from_one_aligner_and_ends_from_another(pair, wav, tmp_path)
         [max(min(e.end, n), s.start + 0.04) for s, e, n in zip(starts, ends, next_starts)], abs=1e-6)
 
 
+def test_aligners_move_from_one_bundle_to_another(pair, tmp_path):
+    """A retrained recognizer of the same front-end takes the aligners out of an older bundle that has them."""
+    recognizer_path, left_to_right = pair
+    right_to_left = make_bundle(tmp_path / "r2l.pt", ["model.rnn.bidirectional=false", "model.rnn.reverse=true",
+                                                      "model.rnn.lookahead=2"], seed=3)
+    older = tmp_path / "older.pt"
+    assert cli("add-aligner", recognizer_path, left_to_right, right_to_left, "-o", older).returncode == 0
+    newer = make_bundle(tmp_path / "newer.pt", [], seed=5)
+    result = cli("add-aligner", newer, older)
+    assert result.returncode == 0, result.stderr
+    moved, source = load_bundle(newer), load_bundle(older)
+    for role in ("aligner", "aligner_end"):
+        assert moved["extra"][role]["config"] == source["extra"][role]["config"]
+        names = [name for name in source["state_dict"] if name.startswith(role + ".")]
+        assert names and all(torch.equal(moved["state_dict"][n], source["state_dict"][n]) for n in names)
+    # the recognizer's own weights are the newer one's
+    fresh = load_bundle(make_bundle(tmp_path / "again.pt", [], seed=5))
+    assert all(torch.equal(moved["state_dict"][n], w) for n, w in fresh["state_dict"].items())
+
+
 def test_a_right_to_left_stack_is_the_left_to_right_one_on_reversed_input():
     from speechrnn.rnn import RNNConfig, StackedRNN, reverse_padded
 

@@ -326,8 +326,8 @@ def test_fsdd_recipe_trains_scores_adapts_and_summarises_one_fold(shared_data):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     try:
         run = subprocess.run([str(recipe / "run.sh"), "--tag", tag, "--folds", "nicolas", "--tts", "false",
-                              "--fsdd", str(shared_data / "fsdd"), "train.max_epochs=1", "model.rnn.hidden_size=32",
-                              "adapt.rounds=1", "adapt.epochs=1", "train.threads=1"],
+                              "--an4-digits", "false", "--fsdd", str(shared_data / "fsdd"), "train.max_epochs=1",
+                              "model.rnn.hidden_size=32", "adapt.rounds=1", "adapt.epochs=1", "train.threads=1"],
                              env=env, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-2000:]
         fold = recipe / "exp" / tag / "nicolas"

@@ -82,7 +82,7 @@ def test_every_command_has_a_handler():
         if words[0] in ("lm", "classify", "tagger") and len(words) == 1:
             continue  # a group: its subcommands run
         positional = {"train": ["c.yaml"], "stats": ["c.yaml", "-o", "s.pt"], "plot": ["log"], "eval": ["b", "m"],
-                      "tune": ["b", "m", "--lexicon", "l"], "transcribe": ["x.wav"], "align": ["b", "x", "-o", "p"],
+                      "tune": ["b", "m", "--lexicon", "l"], "calibrate": ["b", "m"], "transcribe": ["x.wav"], "align": ["b", "x", "-o", "p"],
                       "lm build": ["t", "-o", "a"], "lm lexicon": ["b", "t", "-o", "l"], "add-aligner": ["b", "a"],
                       "export": ["b"], "plot-ink": ["-o", "p"], "classify train": ["c"], "classify eval": ["b", "m"],
                       "classify adapt": ["b", "m", "-o", "a"], "tagger labels": ["b", "m", "--out", "o"],

@@ -97,6 +97,19 @@ def test_the_gate_judges_sound_not_the_model():
     assert quiet["speech"] is False and "silence" in quiet["reason"]
 
 
+def test_a_word_cut_tight_at_a_steady_level_is_speech():
+    """No silence around it and no dip in level (FSDD's quietest speaker): a steady voiced sound is speech, steady
+    noise of the same shape and level is not, at any level above digital silence."""
+    gate, rng = Gate(), np.random.default_rng(1)
+    t = np.arange(int(0.4 * RATE)) / RATE
+    buzz = sum(np.sin(2 * np.pi * 130 * k * t) / k for k in range(1, 20))
+    for level in (0.3, 0.003):  # about -13 and -53 dBFS
+        word = gate.audio(buzz * level, RATE)
+        assert word["speech"] is True and "voiced without a break" in word["reason"]
+        for noise in (rng.standard_normal(len(t)), np.cumsum(rng.standard_normal(len(t))) / 30):  # white, brown
+            assert gate.audio(noise * level, RATE)["speech"] is False
+
+
 def test_the_switch_on_the_command_line(tmp_path):
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(2 * RATE, np.float32), RATE)

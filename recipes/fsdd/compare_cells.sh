@@ -5,7 +5,7 @@
 #
 # Usage: recipes/fsdd/compare_cells.sh [--cells "gru lstm elman jordan indrnn"] [--conf conf/X.yaml] [--tts true|false]
 #                                      [key=value ...]
-# --tts is run.sh's (default false here: the tables in RESULTS.md train on FSDD alone).
+# --tts is run.sh's (default false here: the tables in RESULTS.md train on FSDD alone, without the AN4 digits).
 set -euo pipefail
 cd "$(dirname "$0")"
 cells="gru lstm elman jordan indrnn"
@@ -17,7 +17,8 @@ folders=()
 for cell in $cells; do
   read -r hidden params reference < <(python ../../tools/match_hidden.py "$conf" "$cell" --classify)
   echo "[cells] $cell: hidden $hidden, $params parameters (reference $reference)" >&2
-  ./run.sh --conf "$conf" --tag "cell_$cell" --tts "$tts" --stop-stage 2 model.rnn.cell="$cell" model.rnn.hidden_size="$hidden" "${overrides[@]}"
+  ./run.sh --conf "$conf" --tag "cell_$cell" --tts "$tts" --an4-digits false --stop-stage 2 \
+    model.rnn.cell="$cell" model.rnn.hidden_size="$hidden" "${overrides[@]}"
   folders+=("exp/cell_$cell")
 done
 python local/cells_table.py "${folders[@]}" | tee exp/cells.md

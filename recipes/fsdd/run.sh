@@ -6,8 +6,12 @@
 # Stages (each is skipped when its output already exists):
 #   0  data     fold manifests exp/data/<test speaker>/{train,dev,test,test_a,test_b}.jsonl from the FSDD recordings
 #               (read in place); with --tts true also synthetic digits from the installed text-to-speech voices
-#               (data_prep/tts_digits.py -> exp/tts) and exp/data/<fold>/train_tts.jsonl = train + those
-#   1  train    one model per fold -> exp/TAG/<fold>/model.pt; a killed run continues from its last.pt
+#               (data_prep/tts_digits.py -> exp/tts); with --an4-digits true also the digit words of AN4's training
+#               utterances, cut out by forced alignment with the shipped AN4 model (data_prep/an4_digits.py ->
+#               exp/an4_digits; the AN4 manifests come from ../an4/run.sh --stop-stage 1 when missing); with either,
+#               exp/data/<fold>/train_all.jsonl = train + the extra clips
+#   1  train    one model per fold on train_all.jsonl (train.jsonl when both extras are off) ->
+#               exp/TAG/<fold>/model.pt; a killed run continues from its last.pt
 #   2  eval     each fold's model on its test speaker -> exp/TAG/<fold>/eval/test.summary.json
 #   3  adapt    unsupervised speaker adaptation (`speechrnn classify adapt`, self-training): the model adapts to
 #               the test speaker's recordings with index 0-24 (test_a, labels unread) and is scored on 25-49
@@ -16,13 +20,16 @@
 #   4  summary  per-fold and mean test accuracy, plain and adapted -> exp/TAG/results.txt
 #
 # Usage: recipes/fsdd/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--folds "a b"]
-#                            [--tts true|false] [--fsdd DIR] [key=value ...]
+#                            [--tts true|false] [--an4-digits true|false] [--fsdd DIR] [key=value ...]
 # key=value arguments override the training config, e.g. model.rnn.cell=lstm model.pooling=attention
 # train.max_epochs=2 adapt.rounds=2 (use a new --tag for each variant: finished stages are skipped).
 # --folds picks some folds (names = test speakers, default: all in exp/data/folds.txt).
 # --tts true (default) adds about 7,000 synthetic clips (725 voices of espeak-ng, flite and festival) to each
 # fold's training set; it needs Debian's espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
-# festvox-us-slt-hts (installed here when missing and run as root). --tts false trains on FSDD alone.
+# festvox-us-slt-hts (installed here when missing and run as root).
+# --an4-digits true (default) adds about 1,400 digit words of AN4's 66 training speakers (8 kHz, trimmed to the
+# word; built once, in about a minute on one core; it needs the AN4 corpus, ../../../shared/data/an4 or downloaded by
+# ../an4/run.sh). --tts false --an4-digits false trains on FSDD alone.
 # Folds run one after another (about 7 minutes each on one core with --tts true); on 2 cores, run stage 0 alone
 # (--stop-stage 0), then two --folds lists side by side: 17 minutes in all (RESULTS.md).
 set -euo pipefail
@@ -33,6 +40,7 @@ conf=conf/default.yaml
 tag=
 folds=
 tts=true
+an4_digits=true
 fsdd=../../../shared/data/fsdd
 . ../../tools/parse_options.sh "$@"
 tag=${tag:-$(basename "$conf" .yaml)}
@@ -68,20 +76,36 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     log "stage 0: synthetic digits from the installed voices -> exp/tts (about 2 minutes)"
     python ../../data_prep/tts_digits.py --out exp/tts
   fi
+  if [ "$an4_digits" = true ] && [ ! -f exp/an4_digits/an4_digits.jsonl ]; then
+    if [ ! -f ../an4/exp/data/train.jsonl ]; then
+      log "stage 0: AN4 manifests for the digit cuts (../an4/run.sh --stop-stage 1)"
+      ../an4/run.sh --stop-stage 1
+    fi
+    log "stage 0: digit words cut out of AN4's training utterances -> exp/an4_digits (about a minute)"
+    python ../../data_prep/an4_digits.py --manifest ../an4/exp/data/train.jsonl --out exp/an4_digits
+  fi
 fi
 if [ -z "$folds" ]; then
   folds=$(cat exp/data/folds.txt)
 fi
-train_set=train
-if [ "$tts" = true ]; then
-  train_set=train_tts
-  if [ ! -f exp/tts/tts.jsonl ]; then
-    echo "error: exp/tts/tts.jsonl is missing; run stage 0 with --tts true first (or use --tts false)" >&2
-    exit 1
-  fi
-  for fold in $folds; do  # the fold's recordings + the synthetic ones (paths relative to the manifest)
-    { cat "exp/data/$fold/train.jsonl"; sed 's#"audio_filepath": "wav/#"audio_filepath": "../../tts/wav/#' exp/tts/tts.jsonl; } \
-      > "exp/data/$fold/train_tts.jsonl"
+extras=()  # manifests of extra training clips, each next to its wav/ folder in exp/
+[ "$tts" = true ] && extras+=(tts/tts.jsonl)
+[ "$an4_digits" = true ] && extras+=(an4_digits/an4_digits.jsonl)
+train_set=train  # what stage 1 trains on: train, or train_all = train + the extras
+if [ ${#extras[@]} -gt 0 ]; then
+  train_set=train_all
+  for extra in "${extras[@]}"; do
+    if [ ! -f "exp/$extra" ]; then
+      echo "error: exp/$extra is missing; run stage 0 with these --tts/--an4-digits first (or turn it off)" >&2
+      exit 1
+    fi
+  done
+  for fold in $folds; do  # the fold's recordings + the extra ones (paths made relative to exp/data/<fold>/)
+    { cat "exp/data/$fold/train.jsonl"
+      for extra in "${extras[@]}"; do
+        sed "s#\"audio_filepath\": \"wav/#\"audio_filepath\": \"../../$(dirname "$extra")/wav/#" "exp/$extra"
+      done
+    } > "exp/data/$fold/train_all.jsonl"
   done
 fi
 

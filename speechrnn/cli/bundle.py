@@ -49,7 +49,8 @@ def add_parsers(commands) -> None:
     p = add_command(commands, "add-aligner", cmd_add_aligner,
                     "put aligners in a bundle: the models its word times come from")
     p.add_argument("bundle", help="recognizer bundle")
-    p.add_argument("aligner", help="aligner bundle for word starts (and ends, alone)")
+    p.add_argument("aligner", help="aligner bundle for word starts (and ends, alone); or a bundle with aligners "
+                                   "inside, whose aligners are taken")
     p.add_argument("end_aligner", nargs="?", help="aligner bundle for word ends")
     p.add_argument("-o", "--output", help="bundle to write (default: rewrite BUNDLE in place, atomically)")
 

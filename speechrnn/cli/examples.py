@@ -9,6 +9,7 @@ EXAMPLES = {
     "plot": "speechrnn plot exp/default/train_log.jsonl -o curves.png",
     "eval": "speechrnn eval exp/default/model.pt exp/data/test.jsonl -o decode/ --tuned",
     "tune": "speechrnn tune exp/default/model.pt exp/data/dev.jsonl --lexicon words.lex --lm words.arpa",
+    "calibrate": "speechrnn calibrate exp/default/model.pt exp/data/dev.jsonl --threads 1",
     "lm build": "speechrnn lm build exp/data/train.jsonl -o words.arpa --order 3",
     "lm lexicon": "speechrnn lm lexicon exp/default/model.pt exp/data/train.jsonl -o words.lex",
     "add-aligner": "speechrnn add-aligner exp/default/model.pt exp/aligner/model.pt exp/aligner_end/model.pt",

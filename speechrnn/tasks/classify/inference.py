@@ -50,11 +50,12 @@ def labelled_entries(config: ClassifyConfig, manifest: str | Path, classes: list
 
 def labelled_dataset(config: ClassifyConfig, pairs: list[tuple[dict, str]], classes: list[str],
                      training: bool = False) -> AudioDataset:
-    """An AudioDataset of (manifest entry, label) pairs; speed perturbation when `training`."""
+    """An AudioDataset of (manifest entry, label) pairs; speed perturbation and augmentation when `training`."""
     utterances = [Utterance(id=str(e["id"]), path=e["audio_filepath"], duration=float(e["duration"]), text=label,
                             speaker=str(e.get("speaker", ""))) for e, label in pairs]
     return AudioDataset(utterances, LabelEncoder(classes), config.features.sample_rate,
-                        config.data.speed_perturb if training else (), config.train.seed, config.features.hop_length)
+                        config.data.speed_perturb if training else (), config.train.seed, config.features.hop_length,
+                        config.data.augment if training else None)
 
 
 

@@ -1,0 +1,142 @@
+"""Waveform augmentation (speechrnn/augment.py): each transform does what it says, draws are reproducible from
+(seed, epoch, index), and the config refuses values out of range."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from speechrnn.augment import (CONDITIONS, AugmentConfig, add_noise, augment, clip, codec_round_trip, colored_noise,
+                               narrowband, pad_edges, speech_bounds)
+from speechrnn.config import load_config
+from speechrnn.data import AudioDataset, Utterance
+from speechrnn.errors import ConfigError
+
+RATE = 16000
+
+
+def tone_burst(seconds_before=0.3, seconds_on=0.5, seconds_after=0.3, freq=440.0) -> torch.Tensor:
+    """Quiet edges around a loud tone: (N,)."""
+    t = torch.arange(int(seconds_on * RATE)) / RATE
+    on = 0.5 * torch.sin(2 * math.pi * freq * t)
+    edges = [1e-4 * torch.randn(int(seconds * RATE)) for seconds in (seconds_before, seconds_after)]
+    return torch.cat([edges[0], on, edges[1]])
+
+
+def band_energy(wav: torch.Tensor, low: float, high: float) -> float:
+    spectrum = torch.fft.rfft(wav.double()).abs().square()
+    freqs = torch.fft.rfftfreq(len(wav), 1 / RATE)
+    return float(spectrum[(freqs >= low) & (freqs < high)].sum())
+
+
+def test_narrowband_removes_what_a_telephone_cannot_carry():
+    wav = torch.randn(RATE, generator=torch.Generator().manual_seed(0))
+    out = narrowband(wav, RATE, 8000)
+    assert len(out) == len(wav)
+    assert band_energy(out, 4400, 8000) < 1e-2 * band_energy(wav, 4400, 8000)  # 20 dB down at least
+    assert band_energy(out, 500, 3000) > 0.8 * band_energy(wav, 500, 3000)
+
+
+def test_noise_is_added_at_the_asked_snr():
+    wav = torch.sin(torch.arange(RATE) * 0.05)
+    for color in ("white", "pink", "brown"):
+        noisy = add_noise(wav, 10.0, color, np.random.default_rng(1))
+        noise = noisy - wav
+        snr = 10 * math.log10(float(wav.square().mean()) / float(noise.square().mean()))
+        assert snr == pytest.approx(10.0, abs=0.2)
+    assert torch.equal(add_noise(torch.zeros(100), 10.0, "white", np.random.default_rng(1)), torch.zeros(100))
+
+
+def test_noise_colours_fall_with_frequency():
+    rng = np.random.default_rng(0)
+    ratios = {}
+    for color in ("white", "pink", "brown"):
+        noise = torch.from_numpy(colored_noise(RATE, color, rng))
+        assert float(noise.square().mean()) == pytest.approx(1.0, rel=1e-3)
+        ratios[color] = band_energy(noise, 100, 1000) / band_energy(noise, 4000, 8000)
+    assert ratios["white"] < ratios["pink"] < ratios["brown"]
+
+
+def test_clip_drives_the_peak_over_full_scale():
+    wav = 0.1 * torch.sin(torch.arange(RATE) * 0.01)
+    out = clip(wav, 12.0)
+    assert float(out.abs().max()) == 1.0
+    assert float((out.abs() == 1.0).float().mean()) > 0.3  # the tops are flat
+    assert torch.equal(clip(torch.zeros(10), 12.0), torch.zeros(10))
+
+
+@pytest.mark.parametrize("codec", ["mp3", "ogg"])
+def test_codec_round_trip_keeps_length_and_content(codec):
+    wav = tone_burst()
+    out = codec_round_trip(wav, RATE, codec, 0.85)
+    assert out.shape == wav.shape and torch.isfinite(out).all()
+    assert not torch.equal(out, wav)
+    # the tone is still there (allowing for the encoder's delay): most of its energy survives
+    assert float(out.square().sum()) == pytest.approx(float(wav.square().sum()), rel=0.3)
+
+
+def test_edges_padded_and_trimmed():
+    wav = tone_burst()
+    start, end = speech_bounds(wav, RATE)
+    assert abs(start - int(0.3 * RATE)) <= RATE // 100 and abs(end - int(0.8 * RATE)) <= RATE // 100
+    silent = pad_edges(wav, 100, 200, None, "white", np.random.default_rng(0))
+    assert len(silent) == len(wav) + 300 and not silent[:100].any() and not silent[-200:].any()
+    toned = pad_edges(wav, 100, 200, -40.0, "pink", np.random.default_rng(0))
+    assert len(toned) == len(wav) + 300 and toned[:100].abs().max() > 0
+
+
+def test_augment_draws_are_reproducible_and_leave_speech_in():
+    config = AugmentConfig(pad=1.0, trim=1.0, noise=1.0, narrowband=1.0, gain=1.0, clip=0.5, codec=0.5)
+    wav = tone_burst()
+    first = augment(wav, RATE, config, np.random.default_rng([7, 3, 11]))
+    again = augment(wav, RATE, config, np.random.default_rng([7, 3, 11]))
+    other = augment(wav, RATE, config, np.random.default_rng([7, 4, 11]))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.dtype == torch.float32 and torch.isfinite(first).all()
+    # trimming cuts only silence, padding adds at most pad_seconds[1] at each end
+    assert int(0.5 * RATE) - 2 * RATE // 100 <= len(first) <= len(wav) + 2 * RATE
+    assert not AugmentConfig().enabled() and config.enabled()
+    assert torch.equal(augment(wav, RATE, AugmentConfig(), np.random.default_rng(0)), wav)
+
+
+def test_every_test_condition_keeps_a_finite_waveform():
+    wav = tone_burst()
+    for name, (what, condition) in CONDITIONS.items():
+        out = condition(wav, RATE)
+        assert torch.isfinite(out).all(), name
+        expected = len(wav) + 2 * RATE if name == "silence_1s" else len(wav)
+        assert len(out) == expected, name
+
+
+def test_the_config_refuses_values_out_of_range():
+    with pytest.raises(ConfigError, match=r"data\.augment\.pad"):
+        load_config(None, ["data.train_manifest=x", "data.dev_manifest=y", "data.augment.pad=1.5"])
+    with pytest.raises(ConfigError, match=r"data\.augment\.noise_colors"):
+        load_config(None, ["data.train_manifest=x", "data.dev_manifest=y", "data.augment.noise_colors=[purple]"])
+    config = load_config(None, ["data.train_manifest=x", "data.dev_manifest=y", "data.augment.noise=0.5",
+                                "data.augment.noise_colors=[pink]"])
+    assert config.data.augment.noise == 0.5 and config.data.augment.noise_colors == ["pink"]
+
+
+def test_the_dataset_draws_from_seed_epoch_and_index(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "a.wav"
+    sf.write(path, tone_burst().numpy(), RATE)
+    utterances = [Utterance(id=f"u{i}", path=str(path), duration=1.1, text="a") for i in range(3)]
+
+    class OneToken:
+        def encode(self, text):
+            return [1]
+
+    config = AugmentConfig(noise=1.0, gain=1.0)
+    data = AudioDataset(utterances, OneToken(), RATE, seed=5, augmentation=config)
+    first, second = data[0]["inputs"], data[1]["inputs"]
+    assert not torch.equal(first, second)  # another index, another draw
+    assert torch.equal(data[0]["inputs"], first)  # the same (seed, epoch, index): the same draw
+    data.epoch = 1
+    assert not torch.equal(data[0]["inputs"], first)
+    plain = data.without_augmentation()
+    assert torch.equal(plain[0]["inputs"], plain[1]["inputs"])
+    assert data.subset([0]).augmentation is config
