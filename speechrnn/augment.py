@@ -27,6 +27,8 @@ def _range(low: float, high: float, allowed: str):
 
 @dataclass
 class AugmentConfig:
+    start_epoch: int = field(default=1, metadata={"range": ">= 1"})  # from this epoch on (CTC first learns to align
+    # on clean audio: from scratch, heavy augmentation keeps it on its all-blank plateau for tens of epochs)
     # silence at the edges: with probability `pad`, 0 to pad_seconds[1] s at each end (drawn per end), digital
     # silence or room tone (coloured noise pad_level_db below the speech); with probability `trim`, the silence
     # already at the edges is cut at a drawn point (speech that starts on the first sample)
@@ -169,6 +171,10 @@ CONDITIONS = {
     "mp3_32k": ("mp3 at 32 kbit/s (16 kHz)", lambda wav, sr: codec_round_trip(wav, sr, "mp3", 0.85)),
     "silence_1s": ("1 s of digital silence at both ends",
                    lambda wav, sr: pad_edges(wav, sr, sr, None, "white", np.random.default_rng(0))),
+    "silence_0.5s": ("0.5 s of digital silence at both ends",
+                     lambda wav, sr: pad_edges(wav, sr // 2, sr // 2, None, "white", np.random.default_rng(0))),
+    "trimmed": ("cut to the speech (the 10 ms blocks within 35 dB of the loudest)",
+                lambda wav, sr: wav[slice(*speech_bounds(wav, sr))]),
     "white_20db": ("white noise at 20 dB SNR",
                    lambda wav, sr: add_noise(wav, 20.0, "white", np.random.default_rng(0))),
     "white_10db": ("white noise at 10 dB SNR",

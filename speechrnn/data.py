@@ -281,7 +281,7 @@ class AudioDataset(Dataset):
             factor = random.Random(f"{self.seed}-{self.epoch}-{index}").choice(self.speed_factors)
             if factor != 1.0:  # read as if recorded at rate * factor: `factor` times faster, pitch shifted too
                 wav = AF.resample(wav, round(self.sample_rate * factor), self.sample_rate)
-        if self.augmentation is not None:
+        if self.augmentation is not None and self.epoch >= self.augmentation.start_epoch:
             draw = np.random.default_rng([self.seed, self.epoch, index])
             wav = augment(wav, self.sample_rate, self.augmentation, draw)
         return {"id": utt.id, "inputs": wav, "tokens": torch.tensor(self.tokens[index], dtype=torch.long),

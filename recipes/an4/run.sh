@@ -7,7 +7,8 @@
 #   2  train      speechrnn train; a killed run continues from exp/TAG/last.pt when started again
 #   3  decode     greedy decoding of dev and test; then beam search with a word 3-gram LM and the lexicon of the
 #                 training transcripts, LM weight and word score tuned on dev and stored in the bundle (so
-#                 `speechrnn transcribe` uses them); per-utterance results in exp/TAG/decode/
+#                 `speechrnn transcribe` uses them); word confidences calibrated on dev (`speechrnn calibrate`);
+#                 per-utterance results in exp/TAG/decode/
 #   4  score      WER/CER summary of dev and test, greedy and with the LM -> exp/TAG/decode/results.txt
 #
 # Usage: recipes/an4/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--nproc N] [--an4 DIR] [key=value ...]
@@ -83,6 +84,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     speechrnn lm lexicon "$exp/model.pt" exp/data/train.jsonl -o "$exp/words.lex"
     speechrnn tune "$exp/model.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --lm "$exp/words3.arpa" \
       --beam-threshold 10 --token-min-logp -5  # pyctcdecode's pruning: same dev WER here, several times faster
+    speechrnn calibrate "$exp/model.pt" exp/data/dev.jsonl  # word confidences that estimate how often they are right
     for set in dev test; do
       speechrnn eval "$exp/model.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_lm" --tuned
     done
