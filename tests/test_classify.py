@@ -4,6 +4,7 @@ speaker-disjoint and reproducible, and a few real clips train with a falling los
 (and a killed run resumes to the same model); adaptation to a new speaker (`adapt`) self-trains on recordings without
 labels into a bundle, and the recipe runs its stages end to end on one fold."""
 
+import copy
 import importlib.util
 import json
 import os
@@ -278,6 +279,27 @@ def test_adapt_self_trains_on_unlabelled_recordings_into_a_bundle(fsdd_folds, tm
     (tmp_path / "empty.jsonl").write_text("")
     assert main(["adapt", str(source), str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "x.pt")]) == 2
     assert "no utterances to adapt to" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+    # a round that teaches the model a confusion (here: every recording is "9") is refused on the training
+    # speakers' dev recordings, and the model before it kept
+    import speechrnn.tasks.classify.task as classify_task
+
+    def locked_in(source_model, *args):
+        broken = copy.deepcopy(source_model)
+        with torch.no_grad():
+            broken.head.weight.zero_()
+            broken.head.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+        return broken.eval()
+
+    kept = tmp_path / "kept.pt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(classify_task, "fine_tune", locked_in)
+        assert main(["adapt", str(source), str(tmp_path / "unlabelled.jsonl"), "-o", str(kept), "--device", "cpu",
+                     "--max-dev-drop", "0.05"]) == 0
+    assert "adapt round 1 refused" in capsys.readouterr().err
+    rounds = torch.load(kept, weights_only=True)["extra"]["adapt_rounds"]
+    assert len(rounds) == 1 and rounds[0]["refused"] and rounds[0]["dev_accuracy"] == pytest.approx(1 / 3, abs=0.01)
+    assert all(torch.equal(before[k], v) for k, v in torch.load(kept, weights_only=True)["state_dict"].items())
 
 
 def test_eval_refuses_a_bundle_that_is_not_a_classifier(tmp_path, capsys):

@@ -12,7 +12,9 @@
 #               exp/data/<fold>/train_all.jsonl = train + the extra clips
 #   1  train    one model per fold on train_all.jsonl (train.jsonl when both extras are off) ->
 #               exp/TAG/<fold>/model.pt; a killed run continues from its last.pt
-#   2  eval     each fold's model on its test speaker -> exp/TAG/<fold>/eval/test.summary.json
+#   2  eval     each fold's model on its test speaker -> exp/TAG/<fold>/eval/test.summary.json, and on the same
+#               recordings with 0.5 s of silence added at both ends and cut to the speech (data_prep/conditions.py
+#               -> exp/conditions/<fold>/) -> test_silence_0.5s.summary.json, test_trimmed.summary.json
 #   3  adapt    unsupervised speaker adaptation (`speechrnn classify adapt`, self-training): the model adapts to
 #               the test speaker's recordings with index 0-24 (test_a, labels unread) and is scored on 25-49
 #               (test_b), then the other way round; every recording is scored by a model that never heard it
@@ -132,6 +134,17 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       speechrnn classify eval "$exp/$fold/model.pt" "exp/data/$fold/test.jsonl" --out "$exp/$fold/eval" \
         --name test
     fi
+    for condition in silence_0.5s trimmed; do  # the same recordings with 0.5 s of silence added at both ends / cut
+      if [ ! -f "$exp/$fold/eval/test_$condition.summary.json" ]; then
+        copies=exp/conditions/$fold/$condition
+        if [ ! -f "$copies/test_$condition.jsonl" ]; then
+          python ../../data_prep/conditions.py --manifest "exp/data/$fold/test.jsonl" --condition "$condition" \
+            --out "$copies" --name "test_$condition"
+        fi
+        speechrnn classify eval "$exp/$fold/model.pt" "$copies/test_$condition.jsonl" --out "$exp/$fold/eval" \
+          --name "test_$condition"
+      fi
+    done
   done
 fi
 

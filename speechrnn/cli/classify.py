@@ -15,7 +15,10 @@ ADAPT_OPTIONS = {  # key: (type, default, meaning)
     "epochs": (int, 4, "fine-tuning epochs per round"),
     "lr": (float, 1.0e-3, "peak learning rate of each round's fine-tuning (cosine decay to optim.final_lr_ratio of "
                           "it)"),
-    "repeat": (int, 3, "times each pseudo-labelled recording is seen per epoch, next to the labelled training set")}
+    "repeat": (int, 3, "times each pseudo-labelled recording is seen per epoch, next to the labelled training set"),
+    "max_dev_drop": (float, 0.02, "refuse a round whose model reads the training speakers' dev recordings (the "
+                                  "bundle's data.dev_manifest) this share worse than the unadapted one (0.02 = 2 "
+                                  "points): keep the round before")}
 
 
 def print_summary(summary: dict) -> None:
@@ -96,7 +99,7 @@ def add_adapt_parser(commands) -> None:
     p.add_argument("-o", "--out", required=True, help="path of the adapted bundle")
     p.add_argument("--train-manifest", help="labelled training set (default: the bundle's data.train_manifest)")
     for key, (kind, default, meaning) in ADAPT_OPTIONS.items():
-        p.add_argument(f"--{key}", type=kind, help=f"{meaning} (default: the bundle's adapt.{key}, {default} unless "
+        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, help=f"{meaning} (default: the bundle's adapt.{key}, {default} unless "
                                                    "set in training)")
     add_device_option(p, default="auto", meaning=CUDA_WHEN_PRESENT)
     add_threads_option(p, meaning="default: the bundle's train.threads, else torch's choice")

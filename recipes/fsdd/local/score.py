@@ -1,5 +1,7 @@
 """Accuracy table of a finished FSDD run (run.sh stage 4): per test speaker (fold) the test accuracy, the accuracy
-after unsupervised adaptation (when stage 3 ran), dev accuracy, best epoch and training time; then the means.
+after unsupervised adaptation (when stage 3 ran), dev accuracy, best epoch and training time; then the means and
+the worst fold; then, where stage 2 scored them, the accuracy on the same recordings under each test condition
+(0.5 s of silence at both ends, cut to the speech).
 
 Usage: python local/score.py exp/default george jackson lucas nicolas theo yweweler
 """
@@ -9,6 +11,8 @@ import json
 from pathlib import Path
 
 from speechrnn.bundle import load_bundle
+
+CONDITIONS = ("silence_0.5s", "trimmed")  # run.sh stage 2's conditioned copies of each test set
 
 
 def summary(exp: Path, fold: str, name: str) -> dict | None:
@@ -52,6 +56,13 @@ def main() -> None:
     if all(adapted for _, _, adapted, _ in rows):
         line += f"{100 * sum(a / n for _, _, (a, n), _ in rows) / len(rows):>8.2f}%"
     print(line + f"  over {len(rows)} fold(s); adapted = unsupervised adaptation to the other half of the test speaker")
+    worst = min(rows, key=lambda row: row[1]["accuracy"])
+    print(f"{'worst fold':<14}{100 * worst[1]['accuracy']:>8.2f}%  ({worst[0]})")
+    for condition in CONDITIONS:
+        scored = [summary(exp, fold, f"test_{condition}") for fold, *_ in rows]
+        if all(scored):
+            cells = "  ".join(f"{fold} {100 * s['accuracy']:.2f}%" for (fold, *_), s in zip(rows, scored))
+            print(f"{condition:<14}{100 * sum(s['accuracy'] for s in scored) / len(scored):>8.2f}%  mean; {cells}")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ class AdaptConfig:
     epochs: int = bounded(4, ">= 1")
     lr: float = bounded(1.0e-3, "> 0")
     repeat: int = bounded(3, ">= 1")
+    # a round that lowers the accuracy on the training speakers' dev recordings (data.dev_manifest) by more than this
+    # (a share, 0.02 = 2 points) is refused: the model it taught has locked in a confusion, and the previous one is kept
+    max_dev_drop: float = bounded(0.02, ">= 0")
 
 
 @dataclass

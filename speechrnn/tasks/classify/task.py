@@ -4,7 +4,8 @@ becomes the bundle. Manifests are the usual JSONL ones with a `label` field (aud
 
 `adapt` is unsupervised adaptation to a new speaker by self-training: the model labels that speaker's recordings
 (their labels are never read), then a copy of it is fine-tuned on its training set plus its most confident guesses,
-a larger share each round.
+a larger share each round. A round whose model reads the training speakers' dev recordings worse than the unadapted
+one (by more than adapt.max_dev_drop) is refused, and the last model before it kept.
 
     speechrnn classify train CONF [key=value ...] [--resume]
     speechrnn classify adapt BUNDLE MANIFEST -o ADAPTED [--train-manifest M] [--rounds N ...]
@@ -162,6 +163,18 @@ def fine_tune(source, config: ClassifyConfig, pairs: list, round_: int, device: 
     return task.model.eval()
 
 
+def dev_check(config: ClassifyConfig, classes: list[str], device: torch.device):
+    """model -> accuracy on the bundle's dev manifest (the training speakers' held-out recordings), or None when that
+    manifest is not where the bundle's config says (adaptation then runs unguarded, with a note)."""
+    path = config.data.dev_manifest
+    if not path or not Path(path).is_file():
+        print(f"note: the dev manifest {path!r} is not here, so adaptation rounds are not checked against it "
+              f"(adapt.max_dev_drop); run from the folder the model was trained in", file=sys.stderr)
+        return None
+    loader = make_loader(load_labelled(config, path, classes), config, False, 0)
+    return lambda model: evaluate(model, loader, device, classes)["accuracy"]
+
+
 def adapt(bundle: str | Path, manifest: str | Path, out: str | Path, train_manifest: str | Path | None = None,
           overrides: dict | None = None, device: str = "auto", threads: int = 0) -> dict:
     """Unsupervised adaptation to the recordings of `manifest` (a new speaker, say), whose labels are not read.
@@ -185,16 +198,29 @@ def adapt(bundle: str | Path, manifest: str | Path, out: str | Path, train_manif
         raise UserError(f"{manifest}: no utterances to adapt to")
     unlabelled = labelled_dataset(config, [(e, classes[0]) for e in unlabelled_entries], classes)  # labels unused
     by_id = {str(e["id"]): e for e in unlabelled_entries}
+    dev = dev_check(config, classes, device)
+    floor = dev(source) - settings.max_dev_drop if dev else None
     torch.manual_seed(config.train.seed)
     model, rounds = source, []
     for round_ in range(1, settings.rounds + 1):
         started = time.time()
         pseudo = confident_labels(class_posteriors(model, unlabelled, config, device), round_ / settings.rounds)
         pairs = labelled + [(by_id[uid], classes[label]) for uid, label in pseudo.items()] * settings.repeat
-        model = fine_tune(source, config, pairs, round_, device, f"adapt round {round_}/{settings.rounds}")
-        rounds.append({"round": round_, "pseudo_labels": len(pseudo), "seconds": round(time.time() - started, 1)})
+        tuned = fine_tune(source, config, pairs, round_, device, f"adapt round {round_}/{settings.rounds}")
+        accuracy = dev(tuned) if dev else None
+        refused = accuracy is not None and accuracy < floor
+        rounds.append({"round": round_, "pseudo_labels": len(pseudo), "dev_accuracy": accuracy, "refused": refused,
+                       "seconds": round(time.time() - started, 1)})
         print(f"adapt round {round_}/{settings.rounds}: fine-tuned on {len(pseudo)} of {len(unlabelled_entries)} "
-              f"recordings under their predicted labels, {rounds[-1]['seconds']:.0f} s", file=sys.stderr)
+              f"recordings under their predicted labels"
+              + (f", training speakers' dev accuracy {100 * accuracy:.1f} %" if accuracy is not None else "")
+              + f", {rounds[-1]['seconds']:.0f} s", file=sys.stderr)
+        if refused:
+            print(f"adapt round {round_} refused: the dev accuracy fell more than {100 * settings.max_dev_drop:g} "
+                  f"points below the unadapted model's ({100 * (floor + settings.max_dev_drop):.1f} %), a confusion "
+                  f"locked in; keeping the model of round {round_ - 1} (0 = unadapted)", file=sys.stderr)
+            break
+        model = tuned
     save_bundle(out, model.state_dict(), to_dict(config), {"classes": classes},
                 extra=dict(extra, adapted_from=str(bundle), adapted_on=str(manifest), adapt_rounds=rounds))
     return {"bundle": str(out), "rounds": rounds}
