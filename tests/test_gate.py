@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -64,7 +65,9 @@ def test_silence_noise_and_clicks_give_nothing_with_the_decision_in_json(speech,
 def test_a_real_utterance_passes_unchanged(speech, ungated, shared_data):
     path = str(shared_data / AN4_WAV)
     gated, plain = speech.transcribe(path, timestamps=True), ungated.transcribe(path, timestamps=True)
-    assert gated.text == plain.text == "RUBOUT G N E F THREE NINE"
+    assert gated.text == plain.text
+    reference = "RUBOUT G N E F THREE NINE"  # AN4's transcript: the model reads it, with at most one slip
+    assert jiwer.process_words(reference, gated.text).wer <= 1 / len(reference.split())
     assert [w.text for w in gated.words] == [w.text for w in plain.words]
     assert gated.gate["speech"] is True and json.loads(render(gated, "jsonl"))["gate"]["speech"] is True
     assert plain.gate is None and "gate" not in json.loads(render(plain, "json"))

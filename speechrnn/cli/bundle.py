@@ -17,8 +17,8 @@ def cmd_add_aligner(args) -> None:
 
     out = args.output or args.bundle
     described = add_aligner(args.bundle, args.aligner, out, args.end_aligner)
-    gives = {"aligner": ("starts" if args.end_aligner else "starts and ends", args.aligner),
-             "aligner_end": ("ends", args.end_aligner)}
+    gives = {"aligner": ("starts" if "aligner_end" in described else "starts and ends", args.aligner),
+             "aligner_end": ("ends", args.end_aligner or args.aligner)}  # both from ALIGNER: the ones inside it
     for role, aligner in described.items():
         rnn = aligner["config"]["model"]["rnn"]
         way = "bidirectional" if rnn["bidirectional"] else "right-to-left" if rnn.get("reverse") else "left-to-right"
