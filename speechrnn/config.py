@@ -52,6 +52,8 @@ class DataConfig:
     num_workers: int = bounded(1, ">= 0")  # DataLoader worker processes (0 = load in the training process)
     speed_perturb: list[float] = bounded([], "> 0")  # e.g. [0.9, 1.0, 1.1]; empty = off
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # audio: edges, noise, bandwidth, level, codec
+    trim_edges: bool = False  # cut every input to its speech (augment.speech_bounds), in training and scoring alike:
+    # silence at the edges then changes nothing (for whole-input classifiers; a recognizer's aligners want the edges)
     # before training every audio file's header is read once (data.check_audio): unreadable files are left out, and
     # a run whose train or dev set keeps less than this share of its utterances stops before training
     min_usable: float = bounded(0.9, ">= 0 and <= 1")

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .audio import load_audio
-from .augment import AugmentConfig, augment
+from .augment import AugmentConfig, augment, speech_bounds
 from .datacheck import check_entry
 from .errors import AudioError, ManifestError
 from .features import pad_inputs
@@ -229,10 +229,12 @@ class AudioDataset(Dataset):
 
     With `speed_factors` (e.g. [0.9, 1.0, 1.1]) each item is played faster or slower by a factor drawn from
     (seed, epoch, index), and with `augmentation` (augment.AugmentConfig) it then passes the augmentation chain,
-    drawn from the same triple: a resumed run draws what an uninterrupted one would."""
+    drawn from the same triple: a resumed run draws what an uninterrupted one would. With `trim_edges` each item is
+    cut to its speech last (augment.speech_bounds)."""
 
     def __init__(self, utterances: Iterable[Utterance], tokenizer, sample_rate: int, speed_factors: list[float] = (),
-                 seed: int = 0, hop_length: int = 160, augmentation: AugmentConfig | None = None):
+                 seed: int = 0, hop_length: int = 160, augmentation: AugmentConfig | None = None,
+                 trim_edges: bool = False):
         # columnar (see Utterances, RaggedInts): a few hundred bytes per utterance, for manifests of 100k+ lines
         self.utterances = utterances if isinstance(utterances, Utterances) else Utterances(utterances)
         self.tokens = RaggedInts(map(tokenizer.encode, self.utterances.texts) if tokenizer is not None else ())
@@ -240,6 +242,7 @@ class AudioDataset(Dataset):
         self.hop_length = hop_length
         self.speed_factors = list(speed_factors)
         self.augmentation = augmentation if augmentation is not None and augmentation.enabled() else None
+        self.trim_edges = trim_edges
         self.seed = seed
         self.epoch = 0
         self.input_lengths = array("q", (int(d * sample_rate) for d in self.utterances.durations))  # samples
@@ -255,7 +258,7 @@ class AudioDataset(Dataset):
     def subset(self, keep: Iterable[int]) -> "AudioDataset":
         keep = list(keep)
         kept = AudioDataset((), None, self.sample_rate, self.speed_factors, self.seed, self.hop_length,
-                            self.augmentation)
+                            self.augmentation, self.trim_edges)
         kept.utterances, kept.tokens = self.utterances.take(keep), self.tokens.take(keep)
         kept.input_lengths = array("q", (self.input_lengths[i] for i in keep))
         kept.frame_lengths = array("d", (self.frame_lengths[i] for i in keep))
@@ -284,6 +287,8 @@ class AudioDataset(Dataset):
         if self.augmentation is not None and self.epoch >= self.augmentation.start_epoch:
             draw = np.random.default_rng([self.seed, self.epoch, index])
             wav = augment(wav, self.sample_rate, self.augmentation, draw)
+        if self.trim_edges:
+            wav = wav[slice(*speech_bounds(wav, self.sample_rate))]
         return {"id": utt.id, "inputs": wav, "tokens": torch.tensor(self.tokens[index], dtype=torch.long),
                 "text": utt.text}
 
@@ -358,7 +363,7 @@ def load_dataset(config, manifest: str | Path, tokenizer, training: bool = False
     features = config.features
     return AudioDataset(load_utterances(manifest), tokenizer, features.sample_rate,
                         config.data.speed_perturb if training else (), config.train.seed, features.hop_length,
-                        config.data.augment if training else None)
+                        config.data.augment if training else None, config.data.trim_edges)
 
 
 def collate(items: list[dict | None]) -> dict:

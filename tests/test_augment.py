@@ -166,3 +166,25 @@ def test_conditioned_copies_of_a_manifest(tmp_path, capsys):
     assert "bad" in err and "1 unreadable" in err
     assert conditions.main(["--manifest", str(tmp_path / "test.jsonl"), "--condition", "loud",
                             "--out", str(out)]) == 1
+
+
+def test_trimmed_inputs_do_not_see_the_silence_around_them(tmp_path):
+    """data.trim_edges: a recording and the same with 0.5 s of digital silence at both ends reach the model alike."""
+    import soundfile as sf
+
+    wav = tone_burst()
+    sf.write(tmp_path / "plain.wav", wav.numpy(), RATE, subtype="FLOAT")
+    padded = pad_edges(wav, RATE // 2, RATE // 2, None, "white", np.random.default_rng(0))
+    sf.write(tmp_path / "padded.wav", padded.numpy(), RATE, subtype="FLOAT")
+    utterances = [Utterance(id=name, path=str(tmp_path / f"{name}.wav"), duration=2.1, text="a")
+                  for name in ("plain", "padded")]
+
+    class OneToken:
+        def encode(self, text):
+            return [1]
+
+    trimmed = AudioDataset(utterances, OneToken(), RATE, trim_edges=True)
+    assert torch.equal(trimmed[0]["inputs"], trimmed[1]["inputs"])
+    assert abs(len(trimmed[0]["inputs"]) - int(0.5 * RATE)) <= 2 * RATE // 100  # the tone, its quiet edges cut
+    assert trimmed.subset([1]).trim_edges
+    assert len(AudioDataset(utterances, OneToken(), RATE)[1]["inputs"]) == len(padded)

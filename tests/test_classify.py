@@ -276,6 +276,10 @@ def test_adapt_self_trains_on_unlabelled_recordings_into_a_bundle(fsdd_folds, tm
     after = torch.load(adapted, weights_only=True)["state_dict"]
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
     assert main(["eval", str(adapted), str(tmp_path / "dev.jsonl"), "--out", str(tmp_path / "eval")]) == 0
+    assert main(["eval", str(adapted), str(tmp_path / "dev.jsonl"), "--out", str(tmp_path / "eval"), "--name",
+                 "trimmed", "--trim-edges"]) == 0
+    summaries = [json.loads((tmp_path / "eval" / f"{name}.summary.json").read_text()) for name in ("dev", "trimmed")]
+    assert summaries[0]["utterances"] == summaries[1]["utterances"] == 9
     (tmp_path / "empty.jsonl").write_text("")
     assert main(["adapt", str(source), str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "x.pt")]) == 2
     assert "no utterances to adapt to" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()

@@ -47,7 +47,7 @@ def cmd_classify_eval(args) -> None:
     from ..tasks.classify.inference import evaluate_manifest
 
     set_threads(args.threads)
-    summary = evaluate_manifest(args.bundle, args.manifest, args.out, args.name, args.device)
+    summary = evaluate_manifest(args.bundle, args.manifest, args.out, args.name, args.device, args.trim_edges)
     print_summary(summary)
     if summary["unscored"]:
         sys.exit(1)
@@ -81,6 +81,9 @@ def add_eval_parser(commands) -> None:
     add_positionals(p, bundle="classifier bundle (exp/.../model.pt)",
                     manifest="JSONL manifest with audio_filepath, duration and the label field")
     add_report_arguments(p, "the manifest's file name without .jsonl")
+    p.add_argument("--trim-edges", action="store_true",
+                   help="cut each recording to its speech before classifying (silence at the edges then changes "
+                        "nothing; on by itself for a bundle trained with data.trim_edges=true)")
     add_device_option(p, default="auto")
     add_threads_option(p)
 

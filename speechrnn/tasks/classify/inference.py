@@ -55,7 +55,7 @@ def labelled_dataset(config: ClassifyConfig, pairs: list[tuple[dict, str]], clas
                             speaker=str(e.get("speaker", ""))) for e, label in pairs]
     return AudioDataset(utterances, LabelEncoder(classes), config.features.sample_rate,
                         config.data.speed_perturb if training else (), config.train.seed, config.features.hop_length,
-                        config.data.augment if training else None)
+                        config.data.augment if training else None, config.data.trim_edges)
 
 
 
@@ -117,11 +117,13 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu"
 
 
 def evaluate_manifest(bundle: str | Path, manifest: str | Path, out: str | Path, name: str | None = None,
-                      device: str = "auto") -> dict:
-    """Score a bundle on a labelled manifest; writes the reports of write_report and returns the summary."""
+                      device: str = "auto", trim_edges: bool = False) -> dict:
+    """Score a bundle on a labelled manifest; writes the reports of write_report and returns the summary.
+    `trim_edges`: cut each recording to its speech first (as data.trim_edges does, also for a bundle without it)."""
     device = select_device(device)
     model, classes, config, _ = load_classifier(bundle, device)
     config.data.num_workers = 0
+    config.data.trim_edges = config.data.trim_edges or trim_edges
     dataset = load_labelled(config, manifest, classes)
     result = evaluate(model, make_loader(dataset, config, False, 0), device, classes)
     speakers = {u.id: u.speaker for u in dataset.utterances if u.speaker}
