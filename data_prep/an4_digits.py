@@ -33,11 +33,9 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from speechrnn.align import ctc_frames_needed
 from speechrnn.audio import load_audio, resample
 from speechrnn.data import read_manifest, write_manifest
 from speechrnn.errors import AudioError
-from speechrnn.features import pad_inputs
 from speechrnn.output import Span
 from speechrnn.recognizer import Recognizer
 
@@ -53,22 +51,12 @@ def check_split(manifest: Path) -> None:
                         f"recipe's dev and test speakers stay held out); pass the train manifest")
 
 
-@torch.inference_mode()
 def word_times(recognizer: Recognizer, wav: torch.Tensor, text: str) -> tuple[list[str], list[Span], bool]:
     """The words of `text` as the tokenizer normalises them, their forced alignment to `wav` (N,) at the model's rate
-    (times in seconds, as Recognizer._timed_words gives them to `transcribe(timestamps=True)`), and whether there
-    were too few frames for the text (the alignment is spread)."""
-    tokens = recognizer.tokenizer.encode(text)
-    padded, lens = pad_inputs([wav])  # (1, N), (1,)
-    padded, lens = padded.to(recognizer.device), lens.to(recognizer.device)
-    log_probs, frames = recognizer.model(padded, lens)  # (1, T, V), (1,)
-    frames = int(frames[0])
-    aligners = {recognizer.aligner, recognizer.end_aligner} - {None}
-    aligned = {aligner: aligner.alignment_scores(aligner(padded, lens)[0])[0, :frames].cpu() for aligner in aligners}
-    normalised = recognizer.tokenizer.decode(tokens)
-    words = recognizer._timed_words(log_probs[0, :frames].cpu(), tokens, normalised, aligned) if tokens else []
-    edges = 2 if any(aligner.edge_silence for aligner in aligners) else 0  # an aligner's separators at each end
-    return normalised.split(), words, ctc_frames_needed(tokens) + edges > frames
+    (Recognizer.force_align: times in seconds as `transcribe(timestamps=True)` gives them), and whether there were
+    too few frames for the text (the alignment is spread)."""
+    normalised, words, spread = recognizer.force_align(wav, text)
+    return normalised.split(), words, spread
 
 
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .align import align
+from .align import align, ctc_frames_needed
 from .audio import load_audio, resample, source_seconds
 from .bundle import load_model
 from .calibration import KEY as CALIBRATION, calibrate
@@ -193,6 +193,25 @@ class Recognizer:
             duration = len(inputs[row]) * (1 if self.config.modality == "ink" else 1 / self.config.features.sample_rate)
             transcripts.append(Transcript("", text, words, duration))
         return transcripts
+
+    @torch.no_grad()
+    def force_align(self, x: torch.Tensor, text: str) -> tuple[str, list[Span], bool]:
+        """A given transcript aligned to one model input `x` (load_input's): `text` as the tokenizer normalises it,
+        its words with times and confidences as transcribe(timestamps=True) gives them (the aligners' times when
+        the bundle has them), and whether there were too few frames for it (then the characters are spread over
+        them, align.py)."""
+        tokens = self.tokenizer.encode(text)
+        padded, lens = pad_inputs([x])  # (1, N) or (1, T, F), (1,)
+        padded, lens = padded.to(self.device), lens.to(self.device)
+        log_probs, frames = self.model(padded, lens)  # (1, T', V), (1,)
+        frames = int(frames[0])
+        aligners = {self.aligner, self.end_aligner} - {None}
+        aligned = {aligner: aligner.alignment_scores(aligner(padded, lens)[0])[0, :frames].cpu()
+                   for aligner in aligners}  # (T', V) each
+        normalised = self.tokenizer.decode(tokens)
+        words = self._timed_words(log_probs[0, :frames].cpu(), tokens, normalised, aligned) if tokens else []
+        edges = 2 if any(aligner.edge_silence for aligner in aligners) else 0  # an aligner's separator at each end
+        return normalised, words, ctc_frames_needed(tokens) + edges > frames
 
     def _timed_words(self, frames: torch.Tensor, tokens: list[int], text: str,
                      aligned: dict[CTCModel, torch.Tensor]) -> list[Span]:
