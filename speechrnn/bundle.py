@@ -73,6 +73,13 @@ def save_bundle(path: str | Path, state_dict: dict, config: dict, tokenizer: dic
     atomic_save(bundle, path)
 
 
+def update_extra(path: str | Path, **entries) -> None:
+    """Rewrite the bundle at `path` (atomically) with `entries` added to its extra; the rest is kept as stored."""
+    bundle = load_bundle(path)
+    save_bundle(path, bundle["state_dict"], bundle["config"], bundle["tokenizer"],
+                {**bundle.get("extra", {}), **entries}, bundle["weights"])
+
+
 def load_error(err: Exception) -> str:
     """What torch.load's exception says, in words that fit one line and are never cut mid-word: the unpickler's
     reason for a file that holds code (or random bytes), the first sentence otherwise."""

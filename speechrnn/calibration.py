@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import load_bundle, save_bundle
+from .bundle import update_extra
 from .errors import UserError
 from .output import Span
 
@@ -151,9 +151,7 @@ def calibrate(confidence: float, calibration: dict | None) -> float:
 
 def store_calibration(bundle_path: str | Path, calibration: dict) -> None:
     """Rewrite the bundle (atomically) with `calibration` as its extra["confidence_calibration"]; the rest is kept."""
-    bundle = load_bundle(bundle_path)
-    save_bundle(bundle_path, bundle["state_dict"], bundle["config"], bundle["tokenizer"],
-                {**bundle.get("extra", {}), KEY: calibration}, bundle["weights"])
+    update_extra(bundle_path, **{KEY: calibration})
 
 
 def manifest_words(recognizer, manifest: str | Path) -> tuple[list[float], list[bool], int]:

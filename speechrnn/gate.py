@@ -11,13 +11,12 @@ the shortest syllable) of sustained sound in one stretch: the waveform is cut in
 block's level is its energy in dB re full scale, median-filtered over 3 blocks (a click, which fills one block,
 disappears; a one-block dip inside speech is filled); the background is the `floor_percentile` (10th) percentile
 of the levels, but never below `min_floor_db` (-70 dBFS: digital silence would put it at -100 dB), and a block is
-sound when it is `snr_db` (10 dB) over the background. A word cut tight to its edges (FSDD's clips) has no
-background of its own, so blocks within `core_db` (6 dB) of the loudest count as sound too, when the loudest is
-`snr_db` over the background. So digital or near silence, steady noise of any level (its blocks sit at its own
-background, within a few dB of its loudest), clicks and anything under 0.1 s have none.
-A word cut tight (FSDD has such) may have no stretch over a background it does not have: an input with under
-`min_speech` seconds of blocks 2 x `snr_db` below its loudest passes when it is voiced without a break for
-`min_vowel` seconds (50 ms, a vowel; noise reaches 30 ms at most) and is not silence. And there must be `min_voiced`
+sound when it is `snr_db` (10 dB) over the background. So digital or near silence, steady noise of any level (its
+blocks sit at its own background), clicks and anything under 0.1 s have none. A word cut tight to its edges (FSDD's
+clips) has little or no background of its own: there, blocks within `core_db` (6 dB) of the loudest count as
+sound too, and an input with under `min_speech` seconds of blocks 2 x `snr_db` below its loudest (no room for a
+background) passes when it is voiced without a break for `min_vowel` seconds (50 ms, a vowel; noise reaches 30 ms
+at most) and is not silence. And there must be `min_voiced`
 seconds (30 ms) of voiced frames, periodic at a lag of one pitch period (70-400 Hz, `voicing`): every word has a
 vowel, while a burst of noise, faded in or not, white, pink or brown, has no period. The settings are physical, not
 fitted to data; benchmarks/eval_gate.py measures the margins on synthetic non-speech and on AN4 (dev's utterances
@@ -70,20 +69,24 @@ class Gate:
         if sound.any():  # the loud core of an input with no background of its own (a word cut tight)
             sound |= level >= level.max() - self.core_db
         longest = longest_run(sound)
-        voiced = voicing(samples, rate, self.pitch) >= self.min_periodicity
+        quiet = int((level < level.max() - 2 * self.snr_db).sum())  # blocks that could be a background
+        audible = level.max() >= self.min_floor_db + self.snr_db
+        if longest < needed and (quiet >= needed or not audible):
+            voiced = None  # neither rule can pass it: no voicing to compute
+        else:
+            voiced = voicing(samples, rate, self.pitch) >= self.min_periodicity
         if longest >= needed:
             if voiced.sum() * self.block >= self.min_voiced:
                 return {"speech": True, "reason": f"sustained sound for {longest * self.block:.2f} s at a stretch, "
                                                   f"voiced for {voiced.sum() * self.block:.2f} s"}
             return {"speech": False, "reason": f"no voice: {longest * self.block:.2f} s of sustained sound but "
-                                               f"{voiced.sum() * self.block:.2f} s voiced, under {self.min_voiced:g} s "
-                                               f"(noise)"}
-        vowel = longest_run(voiced)
-        quiet = int((level < level.max() - 2 * self.snr_db).sum())  # blocks that could be a background
-        if quiet < needed and vowel * self.block >= self.min_vowel and level.max() >= self.min_floor_db + self.snr_db:
+                                               f"{voiced.sum() * self.block:.2f} s voiced, under "
+                                               f"{self.min_voiced:g} s (noise)"}
+        vowel = longest_run(voiced) if voiced is not None else 0
+        if vowel * self.block >= self.min_vowel:
             return {"speech": True, "reason": f"voiced without a break for {vowel * self.block:.2f} s (a vowel; "
                                               f"no background to stand out from)"}
-        if level.max() < self.min_floor_db + self.snr_db:
+        if not audible:
             return {"speech": False, "reason": f"silence (loudest {self.block * 1000:g} ms at "
                                                f"{level.max():.0f} dBFS)"}
         return {"speech": False, "reason": f"no sustained sound: the longest stretch {self.snr_db:g} dB over the "

@@ -168,14 +168,18 @@ class Recognizer:
             return getattr(x, "gate", None)
         return self.gate.audio(x.detach().cpu().numpy(), self.config.features.sample_rate)
 
-    def _decode_batch(self, inputs: list[torch.Tensor], timestamps: bool) -> list[Transcript]:
+    def _forward(self, inputs: list[torch.Tensor], timestamps: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Model inputs -> log-probs (B, T, V) and output lengths (B,) on the CPU, and with `timestamps` each
+        aligner's alignment scores (B, T, V) on the same frames (add_aligner checks that they share them)."""
         padded, input_lens = pad_inputs(inputs)  # (B, N) or (B, T, F), (B,)
         padded, input_lens = padded.to(self.device), input_lens.to(self.device)
         log_probs, lens = self.model(padded, input_lens)
-        log_probs, lens = log_probs.cpu(), lens.cpu()
-        aligned = {}  # aligner -> its alignment scores (B, T, V), on log_probs' frames (add_aligner checks)
-        for aligner in {self.aligner, self.end_aligner} - {None} if timestamps else ():
-            aligned[aligner] = aligner.alignment_scores(aligner(padded, input_lens)[0]).cpu()
+        aligned = {aligner: aligner.alignment_scores(aligner(padded, input_lens)[0]).cpu()
+                   for aligner in ({self.aligner, self.end_aligner} - {None} if timestamps else ())}
+        return log_probs.cpu(), lens.cpu(), aligned
+
+    def _decode_batch(self, inputs: list[torch.Tensor], timestamps: bool) -> list[Transcript]:
+        log_probs, lens, aligned = self._forward(inputs, timestamps)
         if self.decoder is None:
             token_lists = greedy_decode(log_probs, lens)
             texts = [self.tokenizer.decode(ids) for ids in token_lists]
@@ -201,16 +205,12 @@ class Recognizer:
         the bundle has them), and whether there were too few frames for it (then the characters are spread over
         them, align.py)."""
         tokens = self.tokenizer.encode(text)
-        padded, lens = pad_inputs([x])  # (1, N) or (1, T, F), (1,)
-        padded, lens = padded.to(self.device), lens.to(self.device)
-        log_probs, frames = self.model(padded, lens)  # (1, T', V), (1,)
-        frames = int(frames[0])
-        aligners = {self.aligner, self.end_aligner} - {None}
-        aligned = {aligner: aligner.alignment_scores(aligner(padded, lens)[0])[0, :frames].cpu()
-                   for aligner in aligners}  # (T', V) each
+        log_probs, lens, aligned = self._forward([x], timestamps=True)  # (1, T, V), (1,), {aligner: (1, T, V)}
+        frames = int(lens[0])
         normalised = self.tokenizer.decode(tokens)
-        words = self._timed_words(log_probs[0, :frames].cpu(), tokens, normalised, aligned) if tokens else []
-        edges = 2 if any(aligner.edge_silence for aligner in aligners) else 0  # an aligner's separator at each end
+        scores = {aligner: aligner_scores[0, :frames] for aligner, aligner_scores in aligned.items()}
+        words = self._timed_words(log_probs[0, :frames], tokens, normalised, scores) if tokens else []
+        edges = 2 if any(aligner.edge_silence for aligner in aligned) else 0  # an aligner's separator at each end
         return normalised, words, ctc_frames_needed(tokens) + edges > frames
 
     def _timed_words(self, frames: torch.Tensor, tokens: list[int], text: str,

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from .bundle import load_bundle, load_model, save_bundle
+from .bundle import load_model, update_extra
 from .data import collate, load_dataset
 from .decode import BeamConfig, BeamDecoder, greedy_decode, prefer_lexicon_free
 from .errors import UserError
@@ -60,14 +60,12 @@ def grid_search(tokenizer: Tokenizer, base: dict, grid: dict, refs, log_probs, l
 
 def store_decoding(bundle_path, beam: BeamConfig, dev_wer: float) -> None:
     """Rewrite the bundle (atomically) with `beam`'s settings and the text of its lexicon and LM files."""
-    bundle = load_bundle(bundle_path)
     decoding = {"beam_size": beam.beam_size, "lm_weight": beam.lm_weight, "word_score": beam.word_score,
                 "sil_score": beam.sil_score, "oov_margin": beam.oov_margin, "beam_threshold": beam.beam_threshold,
                 "token_min_logp": beam.token_min_logp, "dev_wer": dev_wer,
                 "lexicon": Path(beam.lexicon).read_text(encoding="utf-8") if beam.lexicon else None,
                 "lm": Path(beam.lm).read_text(encoding="utf-8") if beam.lm else None}
-    save_bundle(bundle_path, bundle["state_dict"], bundle["config"], bundle["tokenizer"],
-                {**bundle.get("extra", {}), "decoding": decoding}, bundle["weights"])
+    update_extra(bundle_path, decoding=decoding)
 
 
 def tune_decoder(bundle: str | Path, dev: str | Path, lexicon: str | Path, lm: str | Path | None = None,

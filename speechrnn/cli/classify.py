@@ -102,8 +102,8 @@ def add_adapt_parser(commands) -> None:
     p.add_argument("-o", "--out", required=True, help="path of the adapted bundle")
     p.add_argument("--train-manifest", help="labelled training set (default: the bundle's data.train_manifest)")
     for key, (kind, default, meaning) in ADAPT_OPTIONS.items():
-        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, help=f"{meaning} (default: the bundle's adapt.{key}, {default} unless "
-                                                   "set in training)")
+        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind,
+                       help=f"{meaning} (default: the bundle's adapt.{key}, {default} unless set in training)")
     add_device_option(p, default="auto", meaning=CUDA_WHEN_PRESENT)
     add_threads_option(p, meaning="default: the bundle's train.threads, else torch's choice")
 
