@@ -143,6 +143,14 @@ def score(model: Model, words: Sequence[str] | str) -> float:
     return total
 
 
+def bits_per_char_arpa(path: str | Path, lines: Sequence[str]) -> float:
+    """Mean bits per character of `lines` under a character ARPA model (`build_arpa(..., unit="char")`), each line's
+    end (</s>) counted as one more character, as a character RNN LM counts its line end."""
+    model = load_arpa(path)
+    total = sum(score(model, tokenize(line, "char")) for line in lines)
+    return -total / math.log10(2) / sum(len(tokenize(line, "char")) + 1 for line in lines)
+
+
 def conditional_log10(model: Model, context: Ngram, word: str) -> float:
     """log10 p(word | context) by standard back-off: the longest n-gram `context[i:] + word` in the model,
     plus the back-off weights of the contexts given up on the way (0 for a context not in the model)."""
@@ -342,6 +350,57 @@ def _check_complete(model: Model, declared: dict[int, int], where: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- text files
+
+
+# how a word of a lower-case word list is written, when case variants are asked for: as listed, with a capital first
+# letter (a sentence's first word, a title), in capitals (a heading); a prior, tuned on nothing
+CASE_SHARES = {"as listed": 0.8, "capital": 0.15, "upper": 0.05}
+
+
+def read_word_counts(path: str | Path) -> dict[str, float]:
+    """WORD<TAB>COUNT lines (data_prep/english_text.py's words.tsv) -> {word: count}; one line naming a bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: word list not found")
+    counts: dict[str, float] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        word, _, count = line.partition("\t")
+        try:
+            counts[word.strip()] = counts.get(word.strip(), 0.0) + float(count)
+        except ValueError:
+            raise UserError(f"{path}:{number}: not WORD<TAB>COUNT: {line[:60]!r}") from None
+    if not counts:
+        raise UserError(f"{path}: no words")
+    return counts
+
+
+def with_case_variants(counts: dict[str, float]) -> dict[str, float]:
+    """Each word also with a capital first letter and in capitals, its count shared out by CASE_SHARES (forms that
+    coincide, as "Paris" listed and capitalised, add up)."""
+    varied: dict[str, float] = {}
+    for word, count in counts.items():
+        forms = {"as listed": word, "capital": word[:1].upper() + word[1:], "upper": word.upper()}
+        for kind, form in forms.items():
+            varied[form] = varied.get(form, 0.0) + count * CASE_SHARES[kind]
+    return varied
+
+
+def unigram_arpa(counts: dict[str, float], unk_share: float = 1e-6, end_share: float = 0.1) -> str:
+    """A unigram ARPA model of word counts: p(w) = count / total, scaled to leave `end_share` to </s> and
+    `unk_share` to <unk>. KenLM reads bigram models and up, so the file has one bigram, `<s> </s>` at p(</s>), and
+    <s> backs off with weight 1: every word's probability is its unigram one."""
+    total = sum(counts.values())
+    if total <= 0:
+        raise UserError("the word counts add up to nothing")
+    scale = (1.0 - end_share - unk_share) / total
+    entries = {1: {(BOS,): (BOS_LOG10_PROB, 0.0), (EOS,): (math.log10(end_share), None),
+                   (UNK,): (math.log10(unk_share), None)}, 2: {(BOS, EOS): (math.log10(end_share), None)}}
+    for word, count in counts.items():
+        if count > 0 and word not in (BOS, EOS, UNK):
+            entries[1][(word,)] = (math.log10(count * scale), None)
+    return format_arpa(entries)
 
 
 def read_sentences(path: str | Path) -> list[str]:

@@ -39,7 +39,8 @@ from .audio import load_audio, resample, source_seconds
 from .bundle import load_model
 from .calibration import KEY as CALIBRATION, calibrate
 from .config import Config
-from .decode import BeamConfig, BeamDecoder, greedy_decode, stored_decoder
+from .decode import BeamConfig, BeamDecoder, greedy_decode
+from .fusion import stored_decoder
 from .device import select_device
 from .errors import UserError
 from .features import pad_inputs

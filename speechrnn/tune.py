@@ -1,11 +1,14 @@
 """Tuning beam search on dev: grid-search the LM weight and word score, then store the chosen decoder (settings,
-lexicon and LM text) inside the model bundle, so `transcribe` and `eval --tuned` decode with it by default.
+lexicon and LM text) inside the model bundle, so `transcribe` and `eval --tuned` decode with it by default. With a
+character RNN LM instead (shallow fusion, speechrnn.fusion), the LM weight and the per-character bonus are searched,
+and the LM's weights are stored in the bundle.
 
 The log-probs of the dev set are computed once; each grid point is one beam-search pass over them. Settings are
 chosen by dev WER only (ties go to the first grid point); the test set is never looked at here.
 """
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +19,7 @@ from .bundle import load_model, update_extra
 from .data import collate, load_dataset
 from .decode import BeamConfig, BeamDecoder, greedy_decode, prefer_lexicon_free
 from .errors import UserError
+from .fusion import FusionConfig, FusionDecoder, char_lm_scorer
 from .metrics import error_rates
 from .text import Tokenizer, normalize
 
@@ -96,3 +100,42 @@ def tune_decoder(bundle: str | Path, dev: str | Path, lexicon: str | Path, lm: s
     return (f"{bundle}: decoding stored (beam {beam}, threshold {beam_threshold:g}, "
             + ", ".join(f"{k} {v:g}" for k, v in best.items())
             + f"; dev WER {100 * best_rates.wer:.2f} % vs greedy {100 * greedy.wer:.2f} %)")
+
+
+FUSION_WEIGHTS = [0.25, 0.5, 0.75, 1.0]
+CHAR_BONUSES = [0.0, 1.0, 2.0]
+
+
+def tune_fusion(bundle: str | Path, dev: str | Path, char_lm: str | Path, beam: int = FusionConfig.beam_size,
+                lm_weights: Sequence[float] = FUSION_WEIGHTS, char_bonuses: Sequence[float] = CHAR_BONUSES,
+                threads: int = 0) -> str:
+    """Grid-search the LM weight and character bonus of lexicon-free beam search fused with the character LM bundle
+    `char_lm` on the `dev` manifest, print every grid point to stderr, and store the best decoder, LM included, in
+    `bundle` (rewritten atomically). Returns the one-line summary."""
+    from .bundle import load_bundle
+    from .tasks.lm.inference import load_lm
+
+    if threads:
+        torch.set_num_threads(threads)
+    model, tokenizer, config, _ = load_model(bundle)
+    lm_model, alphabet, _ = load_lm(char_lm)
+    scorer = char_lm_scorer(lm_model, alphabet, tokenizer, str(char_lm))
+    refs, log_probs, lens = posteriors(model, tokenizer, config, dev)
+    greedy = error_rates(refs, [tokenizer.decode(ids) for ids in greedy_decode(log_probs, lens)])
+    tried = []
+    for weight in lm_weights:
+        for bonus in char_bonuses:
+            setting = FusionConfig(beam_size=beam, lm_weight=weight, char_bonus=bonus)
+            nbests = FusionDecoder(tokenizer, scorer, setting).decode(log_probs, lens)
+            tried.append((setting, error_rates(refs, [nbest[0].text if nbest else "" for nbest in nbests])))
+            print(f"  lm_weight {weight:g}, char_bonus {bonus:g}: WER {100 * tried[-1][1].wer:.2f} %, CER "
+                  f"{100 * tried[-1][1].cer:.2f} %", file=sys.stderr)
+    best, rates = min(tried, key=lambda item: (item[1].wer, item[1].cer))
+    lm_bundle = load_bundle(char_lm)
+    update_extra(bundle, decoding={**asdict(best), "dev_wer": rates.wer, "char_lm": {
+        "config": lm_bundle["config"], "alphabet": lm_bundle["tokenizer"]["alphabet"],
+        "state_dict": {k: v.half() for k, v in lm_bundle["state_dict"].items()}, "dev_bpc": lm_bundle["extra"].get(
+            "dev_bpc")}})
+    return (f"{bundle}: character-LM decoding stored (beam {beam}, lm_weight {best.lm_weight:g}, char_bonus "
+            f"{best.char_bonus:g}; dev WER {100 * rates.wer:.2f} %, CER {100 * rates.cer:.2f} % vs greedy "
+            f"{100 * greedy.wer:.2f} %, {100 * greedy.cer:.2f} %)")

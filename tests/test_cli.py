@@ -84,6 +84,8 @@ def test_every_command_has_a_handler():
         positional = {"train": ["c.yaml"], "stats": ["c.yaml", "-o", "s.pt"], "plot": ["log"], "eval": ["b", "m"],
                       "tune": ["b", "m", "--lexicon", "l"], "calibrate": ["b", "m"], "transcribe": ["x.wav"], "align": ["b", "x", "-o", "p"],
                       "lm build": ["t", "-o", "a"], "lm lexicon": ["b", "t", "-o", "l"], "add-aligner": ["b", "a"],
+                      "lm wordlist": ["b", "w", "--lexicon", "l", "--arpa", "a"], "lm train": ["c"], "lm score": ["m", "t"],
+                      "lm generate": ["b"],
                       "export": ["b"], "plot-ink": ["-o", "p"], "classify train": ["c"], "classify eval": ["b", "m"],
                       "classify adapt": ["b", "m", "-o", "a"], "tagger labels": ["b", "m", "--out", "o"],
                       "tagger train": ["c"], "tagger eval": ["b", "m", "l"], "serve": [], "mic": [], "models": []}[command]
@@ -99,7 +101,7 @@ def test_options():
     labels = parser.parse_args(["tagger", "labels", "b.pt", "m.jsonl", "--out", "o", "--min-silence", "0.3"])
     assert (labels.min_silence, labels.ratio, labels.device, labels.threads) == (0.3, 0.25, "auto", 0)
     tune = parser.parse_args(["tune", "b.pt", "dev.jsonl", "--lexicon", "l.txt", "--word-scores", "0", "1"])
-    assert tune.word_scores == [0.0, 1.0] and tune.oov_margins == [float("inf")] and tune.beam == 50
+    assert tune.word_scores == [0.0, 1.0] and tune.oov_margins == [float("inf")] and tune.beam == 0  # cmd_tune: 50 with --lexicon, 16 with --char-lm
     assert parser.parse_args(["mic", "--input", "x.wav"]).threads == 1
 
 
@@ -126,10 +128,13 @@ def test_cli_defaults_agree_with_the_library():
     from speechrnn import mic, tune
     from speechrnn.cli import evaluate, mic as mic_cli
     from speechrnn.decode import BeamConfig
+    from speechrnn.fusion import FusionConfig
     from speechrnn.rnn import RNN_CELLS
     from speechrnn.cli.classify import RNN_CELL_NAMES
 
     assert (evaluate.LM_WEIGHTS, evaluate.WORD_SCORES) == (tune.LM_WEIGHTS, tune.WORD_SCORES)
+    assert (evaluate.FUSION_WEIGHTS, evaluate.CHAR_BONUSES, evaluate.FUSION_BEAM) == (
+        tune.FUSION_WEIGHTS, tune.CHAR_BONUSES, FusionConfig.beam_size)
     assert evaluate.BEAM_THRESHOLD == BeamConfig.beam_threshold
     assert (mic_cli.BLOCK_SECONDS, mic_cli.PARTIAL_EVERY) == (mic.BLOCK_SECONDS, mic.PARTIAL_EVERY)
     assert (mic_cli.THRESHOLD, mic_cli.MIN_SILENCE, mic_cli.MAX_SEGMENT) == (

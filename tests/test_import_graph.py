@@ -98,7 +98,8 @@ def test_inference_needs_no_trainer():
     training loop; only the model floors and below, and the command line only above them."""
     graph = import_graph()
     users = ["speechrnn.recognizer", "speechrnn.vad", "speechrnn.streaming", "speechrnn.export", "speechrnn.serve",
-             "speechrnn.mic", "speechrnn.tune", "speechrnn.tasks.classify.inference",
+             "speechrnn.mic", "speechrnn.tune", "speechrnn.fusion", "speechrnn.tasks.lm.inference",
+             "speechrnn.tasks.classify.inference",
              "speechrnn.tasks.tagger.inference", "speechrnn.tasks.tagger.score", "speechrnn.tasks.tagger.labels"]
     for name in users:
         reached = reachable(graph, name)

@@ -13,12 +13,15 @@ from .common import (add_command, add_device_option, add_hotword_option, add_pos
 LM_WEIGHTS = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0]
 WORD_SCORES = [-2.0, -1.0, 0.0, 1.0, 2.0]
 BEAM_THRESHOLD = 25.0  # decode.BeamConfig.beam_threshold
+FUSION_BEAM = 16  # fusion.FusionConfig.beam_size
+FUSION_WEIGHTS = [0.25, 0.5, 0.75, 1.0]  # tune.FUSION_WEIGHTS
+CHAR_BONUSES = [0.0, 1.0, 2.0]  # tune.CHAR_BONUSES
 
 
 def beam_decoder(args, tokenizer, extra: dict):
     """The beam decoder `eval`'s options ask for (--tuned, --beam), or None for greedy decoding."""
     if args.tuned:
-        from ..decode import stored_decoder
+        from ..fusion import stored_decoder
 
         beam = stored_decoder(extra, tokenizer, workers=2, hotwords=parse_hotwords(args.hotword))
         if beam is None:
@@ -61,10 +64,23 @@ def cmd_eval(args) -> None:
 def cmd_tune(args) -> None:
     """Beam search over the lexicon (and LM) for each grid point on the dev manifest; the setting with the lowest dev
     WER is written into the bundle together with the lexicon and LM text, and `transcribe` / `eval --tuned` then
-    decode with it. Never tune on test."""
-    from ..tune import tune_decoder
+    decode with it. With --char-lm instead of --lexicon: lexicon-free beam search fused with a character RNN LM
+    (`speechrnn lm train`), its LM weight and per-character bonus searched, the LM stored in the bundle. Never tune
+    on test."""
+    from ..tune import tune_decoder, tune_fusion
 
-    print(tune_decoder(args.bundle, args.dev, args.lexicon, lm=args.lm, beam=args.beam, lm_weights=args.lm_weights,
+    if bool(args.lexicon) == bool(args.char_lm):
+        raise UserError("tune: give --lexicon FILE (lexicon beam search, with an optional word --lm) or --char-lm "
+                        "BUNDLE (lexicon-free, fused with a character LM), not both or neither")
+    if args.char_lm:
+        if args.lm:
+            raise UserError("tune: --lm is a word LM for --lexicon; with --char-lm leave it out")
+        print(tune_fusion(args.bundle, args.dev, args.char_lm, beam=args.beam or FUSION_BEAM,
+                          lm_weights=args.lm_weights or FUSION_WEIGHTS, char_bonuses=args.char_bonuses,
+                          threads=args.threads))
+        return
+    print(tune_decoder(args.bundle, args.dev, args.lexicon, lm=args.lm, beam=args.beam or 50,
+                       lm_weights=args.lm_weights or LM_WEIGHTS,
                        word_scores=args.word_scores, beam_threshold=args.beam_threshold,
                        token_min_logp=args.token_min_logp, oov_margins=args.oov_margins, workers=args.workers,
                        threads=args.threads))
@@ -119,11 +135,18 @@ def add_tune_parser(commands) -> None:
     p = add_command(commands, "tune", cmd_tune,
                     "grid-search LM weight and word score on dev; store the best decoder in the bundle")
     add_positionals(p, bundle="model bundle, rewritten in place (atomically)", dev="dev manifest (JSONL)")
-    p.add_argument("--lexicon", required=True, help="lexicon file (`speechrnn lm lexicon`)")
+    p.add_argument("--lexicon", help="lexicon file (`speechrnn lm lexicon`, `lm wordlist`)")
     p.add_argument("--lm", help="word ARPA LM (`speechrnn lm build`); without it only the word score is tuned")
-    p.add_argument("--beam", type=int, default=50, help="beam size (50)")
-    p.add_argument("--lm-weights", type=float, nargs="+", default=LM_WEIGHTS, metavar="W",
-                   help=f"LM weights to try ({' '.join(f'{w:g}' for w in LM_WEIGHTS)})")
+    p.add_argument("--char-lm", metavar="BUNDLE",
+                   help="instead of --lexicon: a character LM bundle (`speechrnn lm train`) fused into lexicon-free "
+                        "beam search; the LM weight and --char-bonuses are tuned")
+    p.add_argument("--beam", type=int, default=0, help=f"beam size (50 with --lexicon, {FUSION_BEAM} with --char-lm)")
+    p.add_argument("--lm-weights", type=float, nargs="+", default=None, metavar="W",
+                   help=f"LM weights to try ({' '.join(f'{w:g}' for w in LM_WEIGHTS)}; with --char-lm "
+                        f"{' '.join(f'{w:g}' for w in FUSION_WEIGHTS)})")
+    p.add_argument("--char-bonuses", type=float, nargs="+", default=CHAR_BONUSES, metavar="B",
+                   help=f"with --char-lm: bonuses per emitted character to try "
+                        f"({' '.join(f'{b:g}' for b in CHAR_BONUSES)})")
     p.add_argument("--word-scores", type=float, nargs="+", default=WORD_SCORES, metavar="S",
                    help=f"word scores to try ({' '.join(f'{s:g}' for s in WORD_SCORES)})")
     p.add_argument("--beam-threshold", type=float, default=BEAM_THRESHOLD, metavar="T",
