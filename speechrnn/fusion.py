@@ -44,6 +44,11 @@ class FusionConfig:
     beam_threshold: float = 25.0  # prefixes scoring this much below the best are dropped
     nbest: int = 1
 
+    @property
+    def lexicon(self) -> None:
+        """No lexicon (decoders' configs are asked for one)."""
+        return None
+
 
 def lm_characters(tokenizer: Tokenizer) -> tuple[list[str], bool]:
     """The recogniser's token characters as the LM reads them ("" for the blank), and whether they were lower-cased

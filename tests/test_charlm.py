@@ -223,3 +223,29 @@ def test_an_lm_missing_the_recognizers_characters_is_named(cat_lm):
     wide = Tokenizer(CHARS + ["q", "z"], TextConfig(case="lower"))
     with pytest.raises(UserError, match="lacks the recogniser's characters 'q' 'z'"):
         CharLMScorer(model, Alphabet(alphabet.chars), wide)
+
+
+def test_wordlist_gives_an_open_lexicon_and_a_unigram_lm_flashlight_reads(tmp_path, capsys):
+    from speechrnn.bundle import load_model
+    from speechrnn.decode import BeamConfig, BeamDecoder
+    from speechrnn.lm import load_arpa
+
+    words = tmp_path / "words.tsv"
+    words.write_text("the\t1000\ncat\t10\nParis\t5\ndon't\t50\n", encoding="utf-8")
+    in_domain = tmp_path / "train.txt"
+    in_domain.write_text("spline polygon\nspline\n", encoding="utf-8")
+    lexicon, arpa = tmp_path / "open.lex", tmp_path / "open.arpa"
+    main(["lm", "wordlist", "unipen", str(words), "--lexicon", str(lexicon), "--arpa", str(arpa), "--case-variants",
+          "--in-domain", str(in_domain), "--in-domain-share", "0.5"])
+    assert "3 word(s) left out" in capsys.readouterr().err  # don't, Don't, DON'T: UNIPEN has no apostrophe
+    listed = {line.split("\t")[0] for line in lexicon.read_text().splitlines()}
+    assert {"the", "The", "THE", "Paris", "PARIS", "spline", "polygon"} <= listed and "paris" not in listed
+    unigrams = {gram[0]: prob for gram, (prob, _) in load_arpa(arpa)[1].items()}
+    assert unigrams["the"] > unigrams["The"] > unigrams["THE"]
+    # half the mass to the in-domain words (spline: 2 of 3), half to the list, renormalised over the words the model
+    # can spell (not the 50 of don't), and 0.9 of it to words (0.1 is </s>)
+    spellable = 0.5 + 0.5 * 1015 / 1065
+    assert 10 ** unigrams["spline"] == pytest.approx(0.9 * 0.5 * 2 / 3 / spellable, rel=1e-3)
+    _, tok, _, _ = load_model("unipen")
+    with BeamDecoder(tok, BeamConfig(lexicon=str(lexicon), lm=str(arpa))) as decoder:  # KenLM loads it
+        assert decoder is not None

@@ -10,16 +10,27 @@
 #                 bundle, on dev and test; per-word results in exp/TAG/decode/
 #   4  score      CER and word error (a word is wrong unless every character is right) -> exp/TAG/decode/results.txt
 #   5  picture    a few test words as the model sees them, with what it read -> exp/TAG/test_words.png
+#   6  language   English beyond the training words (needs ../english_lm: its text and character LM, built there with
+#                 this corpus' training transcripts as in-domain text when missing): (a) an open-vocabulary lexicon
+#                 of the general-English word list mixed with the training words (`lm wordlist`, share chosen on dev)
+#                 and (b) lexicon-free beam search fused with the character LSTM (`tune --char-lm`), each tuned on
+#                 dev into its own copy of the bundle (model_openvocab.pt, model_charlm.pt), on dev and test; then
+#                 the scores again (stage 4's table with these rows and the words outside train read right)
 #
 # Usage: recipes/unipen/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--nproc N] [--unipen PATH]
-#                              [key=value ...]
+#                              [--model BUNDLE] [key=value ...]
+# --model BUNDLE decodes (stages 3-6) that bundle instead of exp/TAG/model.pt, e.g. the shipped one:
+#   recipes/unipen/run.sh --stage 3 --tag pretrained --model ../../speechrnn/pretrained/unipen.pt
 # --nproc N trains with N processes (torchrun, DistributedDataParallel; one GPU each when there are GPUs).
 # key=value arguments override the training config (e.g. model.rnn.cell=gru train.max_epochs=10).
 set -euo pipefail
 cd "$(dirname "$0")"
 stage=0
-stop_stage=5
+stop_stage=6
 conf=conf/default.yaml
+model=
+char_lm=../english_lm/exp/default/model.pt
+shares="0.5 0.9 0.97"  # in-domain shares of the open-vocabulary word LM tried on dev
 nproc=1
 tag=
 unipen=../../../shared/data/unipen/train_r01_v07_cat6.tar.gz
@@ -60,6 +71,10 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   fi
 fi
 
+model=${model:-$exp/model.pt}
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$model" != "$exp/model.pt" ] && [ ! -f "$exp/model.pt" ]; then
+  mkdir -p "$exp" && cp "$model" "$exp/model.pt"  # stage 3 stores its tuned decoder in the bundle: a copy
+fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for set in dev test; do
     if [ -f "$exp/decode/$set.summary.json" ]; then
@@ -93,4 +108,45 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: picture of test words"
   speechrnn plot-ink --manifest exp/data/test.jsonl --first 6 --stride 1511 --bundle "$exp/model.pt" -o "$exp/test_words.png"
   log "done: per-word results in $exp/decode/{dev,test}.per_utt.jsonl"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  if [ ! -f ../english_lm/exp/text/words.tsv ] || [ ! -f "$char_lm" ]; then
+    log "stage 6: English text and character LM (recipes/english_lm, with this corpus' training transcripts)"
+    ../english_lm/run.sh --stop-stage 1 --in-domain "$(pwd)/exp/data/train.jsonl"
+  fi
+  if [ -f "$exp/decode/test_openvocab.summary.json" ]; then
+    log "stage 6: open-vocabulary decoding done, skipped"
+  else
+    log "stage 6: open-vocabulary lexicon (general English + training words); in-domain share, LM weight, margin on dev"
+    best_wer=
+    for share in $shares; do
+      speechrnn lm wordlist "$exp/model.pt" ../english_lm/exp/text/words.tsv --case-variants \
+        --in-domain exp/data/train.jsonl --in-domain-share "$share" --lexicon "$exp/open_$share.lex" \
+        --arpa "$exp/open_$share.arpa" 2>/dev/null
+      cp "$exp/model.pt" "$exp/model_open_$share.pt"
+      speechrnn tune "$exp/model_open_$share.pt" exp/data/dev.jsonl --lexicon "$exp/open_$share.lex" \
+        --lm "$exp/open_$share.arpa" --lm-weights 1 2 3 --word-scores 0 --oov-margins inf 16 2>"$exp/tune_open_$share.log"
+      wer=$(python -c "import torch; print(torch.load('$exp/model_open_$share.pt', weights_only=True)['extra']['decoding']['dev_wer'])")
+      log "stage 6: in-domain share $share: dev word error $wer"
+      if [ -z "$best_wer" ] || python -c "import sys; sys.exit(not $wer < $best_wer)"; then
+        best_wer=$wer; cp "$exp/model_open_$share.pt" "$exp/model_openvocab.pt"
+      fi
+      rm -f "$exp/model_open_$share.pt"
+    done
+    for set in dev test; do
+      speechrnn eval "$exp/model_openvocab.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_openvocab" --tuned
+    done
+  fi
+  if [ -f "$exp/decode/test_charlm.summary.json" ]; then
+    log "stage 6: character-LM decoding done, skipped"
+  else
+    log "stage 6: lexicon-free beam search fused with $char_lm; LM weight and character bonus on dev"
+    cp "$exp/model.pt" "$exp/model_charlm.pt"
+    speechrnn tune "$exp/model_charlm.pt" exp/data/dev.jsonl --char-lm "$char_lm" 2>"$exp/tune_charlm.log"
+    for set in dev test; do
+      speechrnn eval "$exp/model_charlm.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_charlm" --tuned
+    done
+  fi
+  python local/score.py "$exp" | tee "$exp/decode/results.txt"
 fi
