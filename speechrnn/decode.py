@@ -48,14 +48,16 @@ def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[int]
 
 
 def prefer_lexicon_free(nbests: list[list["Hypothesis"]], log_probs: torch.Tensor, lens: torch.Tensor | None,
-                        tokenizer: Tokenizer, margin: float) -> list[list["Hypothesis"]]:
-    """Open vocabulary on top of lexicon beam search: where the greedy (lexicon-free) transcript's CTC
-    log-likelihood beats the best lexicon hypothesis' by more than `margin` (natural log), it goes first.
+                        tokenizer: Tokenizer, margin: float,
+                        alternatives: list[list[int]] | None = None) -> list[list["Hypothesis"]]:
+    """Open vocabulary on top of lexicon beam search: where the lexicon-free transcript's CTC log-likelihood beats
+    the best lexicon hypothesis' by more than `margin` (natural log), it goes first. The lexicon-free transcripts
+    are `alternatives` (token ids per utterance, e.g. a character-LM beam search's), else the greedy ones.
     log_probs (B, T, V), lens (B,) as given to the decoder; returns new lists (the inputs are not changed)."""
     batch, frames, _ = log_probs.shape
     lens = torch.full((batch,), frames) if lens is None else torch.as_tensor(lens).reshape(-1).cpu()
     log_probs = log_probs.detach().float().cpu()
-    greedy = greedy_decode(log_probs, lens)
+    greedy = greedy_decode(log_probs, lens) if alternatives is None else alternatives
 
     def ctc_log_likelihood(targets: list[list[int]]) -> torch.Tensor:  # (B,) log p(targets | log_probs)
         flat = torch.tensor([t for target in targets for t in target], dtype=torch.long)
@@ -121,13 +123,18 @@ class Hypothesis:
 class BeamDecoder:
     """CTC beam search over log-probs with our tokenizer: lexicon-free or lexicon-constrained, optional LM.
 
+    `open_vocabulary`: a lexicon-free decoder (decode(log_probs, lens) -> n-best lists, e.g. fusion.FusionDecoder)
+    whose transcripts replace the greedy ones in the open-vocabulary fallback (config.oov_margin).
+
     workers > 1 decodes the utterances of a batch in that many processes (flashlight holds the GIL, so
     threads do not run in parallel); results come back in input order and equal the serial ones. The pool
     is started on first use and kept: call close() (or use `with`) when done.
     """
 
-    def __init__(self, tokenizer: Tokenizer, config: BeamConfig | None = None, workers: int = 1):
+    def __init__(self, tokenizer: Tokenizer, config: BeamConfig | None = None, workers: int = 1,
+                 open_vocabulary=None):
         self.tokenizer = tokenizer
+        self.open_vocabulary = open_vocabulary
         self.config = config = config or BeamConfig()
         self.workers = max(1, int(workers))
         self.names = flashlight_tokens(tokenizer)
@@ -162,8 +169,15 @@ class BeamDecoder:
         nbests = [[self._hypothesis(r, len(e) - self._extra_frames, e) for r in results]
                   for e, results in zip(emissions, raw)]
         if self.config.lexicon is not None and self.config.oov_margin != float("inf"):
-            nbests = prefer_lexicon_free(nbests, log_probs, lens, self.tokenizer, self.config.oov_margin)
+            nbests = prefer_lexicon_free(nbests, log_probs, lens, self.tokenizer, self.config.oov_margin,
+                                         self.lexicon_free(log_probs, lens))
         return nbests
+
+    def lexicon_free(self, log_probs: torch.Tensor, lens: torch.Tensor | None) -> list[list[int]] | None:
+        """The open_vocabulary decoder's best token ids per utterance; None without one (greedy is used)."""
+        if self.open_vocabulary is None:
+            return None
+        return [nbest[0].tokens if nbest else [] for nbest in self.open_vocabulary.decode(log_probs, lens)]
 
     def close(self) -> None:
         if self._pool is not None:

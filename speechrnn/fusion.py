@@ -279,11 +279,15 @@ def char_lm_scorer(model, alphabet, tokenizer: Tokenizer, where: str):
 
 def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overrides):
     """The decoder a bundle's tuned `decoding` describes (`speechrnn tune`): a FusionDecoder where it holds a character
-    LM (tune --char-lm), else decode.stored_decoder's flashlight BeamDecoder; None when the bundle has none."""
+    LM (tune --char-lm), else decode.stored_decoder's flashlight BeamDecoder, its open-vocabulary fallback reading
+    with a character LM where one was stored with it (tune --fallback); None when the bundle has none."""
     decoding = extra.get("decoding")
-    if not decoding or not decoding.get("char_lm"):
-        return stored_flashlight_decoder(extra, tokenizer, workers, **overrides)
-    return stored_fusion_decoder(decoding, tokenizer, **overrides)
+    if decoding and decoding.get("char_lm"):
+        return stored_fusion_decoder(decoding, tokenizer, **overrides)
+    decoder = stored_flashlight_decoder(extra, tokenizer, workers, **overrides)
+    if decoder is not None and decoding.get("fallback"):  # the open-vocabulary fallback reads with the character LM
+        decoder.open_vocabulary = stored_fusion_decoder(decoding["fallback"], tokenizer)
+    return decoder
 
 
 def stored_fusion_decoder(decoding: dict, tokenizer: Tokenizer, **overrides) -> FusionDecoder:

@@ -43,9 +43,11 @@ def posteriors(model, tokenizer: Tokenizer, config, manifest, device="cpu", batc
     return refs, torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).float().contiguous(), lens
 
 
-def grid_search(tokenizer: Tokenizer, base: dict, grid: dict, refs, log_probs, lens, workers: int = 1):
+def grid_search(tokenizer: Tokenizer, base: dict, grid: dict, refs, log_probs, lens, workers: int = 1,
+                alternatives: list[list[int]] | None = None):
     """The setting of `grid` ({name: values}, the product is searched) with the lowest WER on (refs, log_probs),
-    and every (setting, rates) tried, in grid order."""
+    and every (setting, rates) tried, in grid order. `alternatives`: the open-vocabulary fallback's lexicon-free
+    transcripts (token ids per utterance; None: greedy)."""
     grid = dict(grid)
     margins = grid.pop("oov_margin", [float("inf")])  # applied to each beam search's output: no decode of its own
     settings = [{}]
@@ -56,30 +58,44 @@ def grid_search(tokenizer: Tokenizer, base: dict, grid: dict, refs, log_probs, l
         with BeamDecoder(tokenizer, BeamConfig(**base, **setting), workers=workers) as decoder:
             nbests = decoder.decode(log_probs, lens)
         for margin in margins:
-            chosen = nbests if margin == float("inf") else prefer_lexicon_free(nbests, log_probs, lens, tokenizer, margin)
+            chosen = nbests if margin == float("inf") else prefer_lexicon_free(nbests, log_probs, lens, tokenizer, margin,
+                                                                               alternatives)
             tried.append(({**setting, "oov_margin": margin}, error_rates(refs, [nbest[0].text for nbest in chosen])))
     best = min(tried, key=lambda item: item[1].wer)  # min keeps the first of equal WERs
     return best, tried
 
 
-def store_decoding(bundle_path, beam: BeamConfig, dev_wer: float) -> None:
-    """Rewrite the bundle (atomically) with `beam`'s settings and the text of its lexicon and LM files."""
+def store_decoding(bundle_path, beam: BeamConfig, dev_wer: float, fallback: dict | None = None) -> None:
+    """Rewrite the bundle (atomically) with `beam`'s settings and the text of its lexicon and LM files (and the
+    character-LM decoding whose transcripts its open-vocabulary fallback takes)."""
     decoding = {"beam_size": beam.beam_size, "lm_weight": beam.lm_weight, "word_score": beam.word_score,
                 "sil_score": beam.sil_score, "oov_margin": beam.oov_margin, "beam_threshold": beam.beam_threshold,
                 "token_min_logp": beam.token_min_logp, "dev_wer": dev_wer,
                 "lexicon": Path(beam.lexicon).read_text(encoding="utf-8") if beam.lexicon else None,
-                "lm": Path(beam.lm).read_text(encoding="utf-8") if beam.lm else None}
+                "lm": Path(beam.lm).read_text(encoding="utf-8") if beam.lm else None, "fallback": fallback}
     update_extra(bundle_path, decoding=decoding)
 
 
 def tune_decoder(bundle: str | Path, dev: str | Path, lexicon: str | Path, lm: str | Path | None = None,
                  beam: int = 50, lm_weights: Sequence[float] = LM_WEIGHTS, word_scores: Sequence[float] = WORD_SCORES,
                  beam_threshold: float = BeamConfig.beam_threshold, token_min_logp: float | None = None,
-                 oov_margins: Sequence[float] = (float("inf"),), workers: int = 2, threads: int = 0) -> str:
+                 oov_margins: Sequence[float] = (float("inf"),), workers: int = 2, threads: int = 0,
+                 fallback: str | Path | None = None) -> str:
     """Grid-search the LM weight (with `lm`), word score and OOV margin of a beam search over `lexicon` on the
     `dev` manifest, print every grid point's rates to stderr, and store the best decoder in `bundle` (rewritten
-    atomically). Returns the one-line summary. `threads`: torch CPU threads (0: torch's choice)."""
+    atomically). Returns the one-line summary. `threads`: torch CPU threads (0: torch's choice). `fallback`: a
+    bundle holding a tuned character-LM decoding (tune --char-lm) whose transcripts the open-vocabulary fallback
+    takes instead of the greedy ones (the OOV margins are searched with them)."""
+    from .bundle import load_bundle
+    from .fusion import stored_fusion_decoder
+
     model, tokenizer, config, _ = load_model(bundle)
+    fallback_decoding = None
+    if fallback:
+        fallback_decoding = load_bundle(fallback)["extra"].get("decoding") or {}
+        if not fallback_decoding.get("char_lm"):
+            raise UserError(f"tune --fallback {fallback}: that bundle holds no character-LM decoding; tune a copy with "
+                            f"--char-lm first")
     if threads:
         torch.set_num_threads(threads)
     if lm and not lexicon:
@@ -90,13 +106,17 @@ def tune_decoder(bundle: str | Path, dev: str | Path, lexicon: str | Path, lm: s
     grid = {"lm_weight": list(lm_weights) if lm else [0.0], "word_score": list(word_scores),
             "oov_margin": list(oov_margins)}
     greedy = error_rates(refs, [tokenizer.decode(ids) for ids in greedy_decode(log_probs, lens)])
-    (best, best_rates), tried = grid_search(tokenizer, base, grid, refs, log_probs, lens, workers)
+    alternatives = None
+    if fallback_decoding:
+        fused = stored_fusion_decoder(fallback_decoding, tokenizer).decode(log_probs, lens)
+        alternatives = [nbest[0].tokens if nbest else [] for nbest in fused]
+    (best, best_rates), tried = grid_search(tokenizer, base, grid, refs, log_probs, lens, workers, alternatives)
     print(f"dev {dev}: greedy WER {100 * greedy.wer:.2f} %", file=sys.stderr)
     for setting, rates in tried:
         mark = "  <- chosen" if setting == best else ""
         print("  " + ", ".join(f"{k} {v:g}" for k, v in setting.items()) + f": WER {100 * rates.wer:.2f} %, "
               f"CER {100 * rates.cer:.2f} %{mark}", file=sys.stderr)
-    store_decoding(bundle, BeamConfig(**base, **best), best_rates.wer)
+    store_decoding(bundle, BeamConfig(**base, **best), best_rates.wer, fallback_decoding)
     return (f"{bundle}: decoding stored (beam {beam}, threshold {beam_threshold:g}, "
             + ", ".join(f"{k} {v:g}" for k, v in best.items())
             + f"; dev WER {100 * best_rates.wer:.2f} % vs greedy {100 * greedy.wer:.2f} %)")

@@ -249,3 +249,21 @@ def test_wordlist_gives_an_open_lexicon_and_a_unigram_lm_flashlight_reads(tmp_pa
     _, tok, _, _ = load_model("unipen")
     with BeamDecoder(tok, BeamConfig(lexicon=str(lexicon), lm=str(arpa))) as decoder:  # KenLM loads it
         assert decoder is not None
+
+
+def test_lexicon_fallback_takes_the_character_lm_reading(cat_lm, tmp_path):
+    """Lexicon beam search whose open-vocabulary fallback reads with the character LM: a word outside the lexicon
+    comes back as the fused search reads it, not as greedy decoding does."""
+    from speechrnn.decode import BeamConfig, BeamDecoder
+    from speechrnn.decoder_files import write_lexicon
+
+    model, alphabet, _ = cat_lm
+    tok = tokenizer()
+    lexicon = tmp_path / "words.lex"
+    write_lexicon(["cat", "mat", "sat"], tok, lexicon)
+    log_probs = torch.from_numpy(posteriors([{"t": 0.99}, {}, {"h": 0.99}, {}, {"a": 0.55, "e": 0.44}, {}]))[None]
+    fused = FusionDecoder(tok, CharLMScorer(model, alphabet, tok), FusionConfig(lm_weight=1.0))
+    config = BeamConfig(lexicon=str(lexicon), oov_margin=-1e9)  # any lexicon-free reading wins
+    with BeamDecoder(tok, config) as plain, BeamDecoder(tok, config, open_vocabulary=fused) as with_lm:
+        assert plain.decode(log_probs)[0][0].text == "tha"  # greedy
+        assert with_lm.decode(log_probs)[0][0].text == "the"

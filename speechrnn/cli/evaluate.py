@@ -73,8 +73,8 @@ def cmd_tune(args) -> None:
         raise UserError("tune: give --lexicon FILE (lexicon beam search, with an optional word --lm) or --char-lm "
                         "BUNDLE (lexicon-free, fused with a character LM), not both or neither")
     if args.char_lm:
-        if args.lm:
-            raise UserError("tune: --lm is a word LM for --lexicon; with --char-lm leave it out")
+        if args.lm or args.fallback:
+            raise UserError("tune: --lm and --fallback go with --lexicon; with --char-lm leave them out")
         print(tune_fusion(args.bundle, args.dev, args.char_lm, beam=args.beam or FUSION_BEAM,
                           lm_weights=args.lm_weights or FUSION_WEIGHTS, char_bonuses=args.char_bonuses,
                           threads=args.threads))
@@ -83,7 +83,7 @@ def cmd_tune(args) -> None:
                        lm_weights=args.lm_weights or LM_WEIGHTS,
                        word_scores=args.word_scores, beam_threshold=args.beam_threshold,
                        token_min_logp=args.token_min_logp, oov_margins=args.oov_margins, workers=args.workers,
-                       threads=args.threads))
+                       threads=args.threads, fallback=args.fallback))
 
 
 def cmd_calibrate(args) -> None:
@@ -157,6 +157,9 @@ def add_tune_parser(commands) -> None:
     p.add_argument("--oov-margins", type=float, nargs="+", default=[float("inf")], metavar="M",
                    help="open vocabulary: keep the lexicon-free transcript when its CTC log-likelihood beats the "
                         "lexicon hypothesis' by more than M; margins to try (default: inf = never)")
+    p.add_argument("--fallback", metavar="BUNDLE",
+                   help="with --lexicon and --oov-margins: a bundle tuned with --char-lm, whose character-LM beam "
+                        "search gives the open-vocabulary fallback's transcripts instead of greedy decoding")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (2)")
     add_threads_option(p, meaning="for the model; default: torch's")
 
