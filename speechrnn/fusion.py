@@ -119,9 +119,26 @@ class CharLMScorer:
         return state, logp[:, self.token_to_lm].numpy(), logp[:, 0].numpy()
 
     def reset(self) -> None:
-        self.cache = {}
+        """Forget the cached prefixes; the LM states live in one growing buffer per state tensor, (1, rows, H)."""
         state, token_logp, end_logp = self._step(torch.zeros(1, dtype=torch.long), None)
-        self.root = (state, token_logp[0], float(end_logp[0]))
+        self.layout = [len(layer) if isinstance(layer, tuple) else 0 for layer in state]  # 0: a bare tensor
+        self.buffers = [t.new_empty(1, 1024, t.shape[2]) for t in _flat(state)]
+        self.rows = 0
+        self._store(state)
+        self.root = (0, token_logp[0], float(end_logp[0]))
+        self.cache = {}
+
+    def _store(self, state) -> int:
+        """Append a batch of states to the buffers; returns the row of the first."""
+        flat = _flat(state)
+        count, first = flat[0].shape[1], self.rows
+        if first + count > self.buffers[0].shape[1]:
+            size = 2 * (first + count)
+            self.buffers = [torch.cat([b[:, :first], b.new_empty(1, size - first, b.shape[2])], 1) for b in self.buffers]
+        for buffer, tensor in zip(self.buffers, flat):
+            buffer[:, first:first + count] = tensor
+        self.rows += count
+        return first
 
     def _entry(self, key: tuple) -> tuple:
         return self.cache[key] if key[1] else self.root
@@ -129,21 +146,35 @@ class CharLMScorer:
     def advance(self, keys) -> None:
         """Compute the distributions of the (utterance, prefix) keys not cached yet (their parents are), in one
         batch."""
-        from .tasks.lm.model import concat_states, select_state
-
         todo = [key for key in dict.fromkeys(keys) if key[1] and key not in self.cache]
         if not todo:
             return
-        state = concat_states([self._entry((utt, prefix[:-1]))[0] for utt, prefix in todo])
+        parents = torch.tensor([self._entry((utt, prefix[:-1]))[0] for utt, prefix in todo])
+        state = _nested([buffer[:, parents] for buffer in self.buffers], self.layout)  # each (1, N, H)
         state, token_logp, end_logp = self._step(self.token_to_lm[[prefix[-1] for _, prefix in todo]], state)
+        first = self._store(state)
         for row, key in enumerate(todo):
-            self.cache[key] = (select_state(state, [row]), token_logp[row], float(end_logp[row]))
+            self.cache[key] = (first + row, token_logp[row], float(end_logp[row]))
 
     def next_logp(self, key: tuple) -> np.ndarray:
         return self._entry(key)[1]
 
     def end_logp(self, key: tuple) -> float:
         return self._entry(key)[2]
+
+
+def _flat(state) -> list[torch.Tensor]:
+    """A state (per layer a tensor, or a tuple of them) as one list of (1, B, H) tensors."""
+    return [t for layer in state for t in (layer if isinstance(layer, tuple) else (layer,))]
+
+
+def _nested(tensors: list[torch.Tensor], layout: list[int]) -> list:
+    """_flat undone: `layout` holds per layer the size of its tuple (0 for a bare tensor)."""
+    state, at = [], 0
+    for size in layout:
+        state.append(tuple(tensors[at:at + size]) if size else tensors[at])
+        at += size or 1
+    return state
 
 
 class NgramScorer:

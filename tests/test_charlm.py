@@ -59,11 +59,31 @@ def test_training_lowers_held_out_loss_on_real_text(small_lm):
     assert bits_per_char(model, alphabet, read_lines(dev_text)) == pytest.approx(log[-1]["dev_bpc"], rel=1e-4)
 
 
+def scorer_matches_the_model(model, alphabet, text: str) -> None:
+    """The fusion scorer's cached, batched steps give the distribution the model gives reading `text` at once."""
+    tok = Tokenizer(sorted(set(text)), TextConfig(case="keep"))
+    scorer = CharLMScorer(model, alphabet, tok)
+    scorer.reset()
+    ids = tuple(tok.index[c] for c in text)
+    for length in range(1, len(ids) + 1):
+        scorer.advance([(0, ids[:length]), (1, ids[:max(1, length - 1)])])
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([[0] + alphabet.encode(text)]))  # (1, T + 1, V)
+    expected = torch.log_softmax(logits[0, -1], -1)[scorer.token_to_lm].numpy()
+    assert np.allclose(scorer.next_logp((0, ids))[1:], expected[1:], atol=1e-4)
+
+
 @pytest.mark.parametrize("cell", ["gru", "jordan", "indrnn"])
-def test_any_cell_of_the_family_trains(tmp_path, cell):
+def test_any_cell_of_the_family_trains_and_fuses(tmp_path, cell):
     result, _ = train_small_lm(tmp_path, real_lines()[:400], epochs=1, extra=[f"model.rnn.cell={cell}"])
     model, alphabet, _ = load_lm(result.bundle)
     assert bits_per_char(model, alphabet, ["a line of text"]) < math.log2(len(alphabet)) + 1
+    scorer_matches_the_model(model, alphabet, "the model reads")
+
+
+def test_the_lstm_scorer_matches_the_model(small_lm):
+    model, alphabet, _ = load_lm(small_lm[0].bundle)
+    scorer_matches_the_model(model, alphabet, "the model reads")
 
 
 def test_generation_is_reproducible_with_a_seed(small_lm):
@@ -205,7 +225,7 @@ def test_commands_report_bad_input_in_one_line(small_lm, tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
     for argv in (["lm", "score", str(small_lm[0].bundle), str(empty)],
-                 ["lm", "generate", "unipen"],
+                 ["lm", "generate", "an4"],
                  ["lm", "generate", str(small_lm[0].bundle), "--prompt", "\u2603"]):
         with pytest.raises(SystemExit) as end:
             main(argv)
@@ -214,8 +234,8 @@ def test_commands_report_bad_input_in_one_line(small_lm, tmp_path, capsys):
 
 
 def test_a_bundle_of_the_wrong_kind_is_refused():
-    with pytest.raises(BundleError, match="not a language model"):
-        load_lm("unipen")
+    with pytest.raises(BundleError, match="a recognizer bundle without a character language model"):
+        load_lm("an4")
 
 
 def test_an_lm_missing_the_recognizers_characters_is_named(cat_lm):

@@ -15,7 +15,7 @@ EXAMPLES = {
     "lm wordlist": "speechrnn lm wordlist unipen exp/text/words.tsv --lexicon open.lex --arpa open.arpa --case-variants",
     "lm train": "speechrnn lm train recipes/english_lm/conf/default.yaml train.exp_dir=exp/charlm",
     "lm score": "speechrnn lm score exp/charlm/model.pt exp/text/test.txt",
-    "lm generate": "speechrnn lm generate english --prompt \"The \" --temperature 0.7 --seed 1",
+    "lm generate": "speechrnn lm generate unipen --prompt \"The \" --temperature 0.7 --seed 1",
     "add-aligner": "speechrnn add-aligner exp/default/model.pt exp/aligner/model.pt exp/aligner_end/model.pt",
     "export": "speechrnn export an4 --onnx an4.onnx; speechrnn export exp/default/model.pt --int8 small.pt",
     "plot-ink": "speechrnn plot-ink word.json --bundle unipen -o ink.png",

@@ -142,7 +142,8 @@ def add_parsers(commands) -> None:
     add_threads_option(p)
 
     p = add_command(lm_commands, "generate", cmd_lm_generate, "write text with a character LM")
-    p.add_argument("bundle", help="character LM bundle (written by `speechrnn lm train`)")
+    p.add_argument("bundle", help="character LM bundle (`speechrnn lm train`), or a recogniser that decodes with one "
+                                  "(the shipped unipen)")
     p.add_argument("--prompt", default="", help="text the generated text continues (default: a new line)")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature; 0 = always the likeliest character (default: 0.8)")

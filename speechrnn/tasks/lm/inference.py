@@ -20,13 +20,19 @@ MAX_GENERATED = 10000
 
 
 def load_lm(path: str | Path, device: str | torch.device = "cpu") -> tuple[CharLM, Alphabet, LMConfig]:
-    """A language-model bundle (`speechrnn lm train`), in eval mode; one line naming the problem for another kind."""
+    """A language-model bundle (`speechrnn lm train`), or the character LM a recogniser bundle decodes with (tune
+    --char-lm or --fallback: the shipped `unipen` has one), in eval mode; one line naming the problem otherwise."""
     bundle = load_bundle(path)
     kind = bundle["extra"].get("task", "recognizer")
-    if kind != TASK:
-        raise BundleError(f"{path}: a {kind} bundle, not a language model; give a bundle written by `speechrnn lm "
-                          f"train`")
-    return lm_from_bundle(bundle, device)
+    if kind == TASK:
+        return lm_from_bundle(bundle, device)
+    decoding = bundle["extra"].get("decoding") or {}
+    stored = decoding.get("char_lm") or (decoding.get("fallback") or {}).get("char_lm")
+    if kind == "recognizer" and stored:
+        return lm_from_bundle({"config": stored["config"], "tokenizer": {"alphabet": stored["alphabet"]},
+                               "state_dict": {k: v.float() for k, v in stored["state_dict"].items()}}, device)
+    raise BundleError(f"{path}: a {kind} bundle without a character language model; give a bundle written by "
+                      f"`speechrnn lm train` (or a recogniser tuned with `speechrnn tune --char-lm`)")
 
 
 def lm_from_bundle(bundle: dict, device: str | torch.device = "cpu") -> tuple[CharLM, Alphabet, LMConfig]:

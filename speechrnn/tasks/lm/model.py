@@ -77,22 +77,6 @@ class CharLM(nn.Module):
         return self.output(self.dropout(x)), new_state  # (B, T, V)
 
 
-def select_state(state: State, rows: torch.Tensor) -> State:
-    """The states of batch rows `rows` (the batch is dim 1 of every cell's state)."""
-    return [tuple(s[:, rows] for s in layer) if isinstance(layer, tuple) else layer[:, rows] for layer in state]
-
-
-def concat_states(states: list[State]) -> State:
-    """Several states' rows as one batch."""
-    layers = []
-    for per_layer in zip(*states):
-        if isinstance(per_layer[0], tuple):
-            layers.append(tuple(torch.cat(parts, dim=1) for parts in zip(*per_layer)))
-        else:
-            layers.append(torch.cat(per_layer, dim=1))
-    return layers
-
-
 class Alphabet:
     """Characters <-> ids: "\\n" (0), UNKNOWN (1), then the characters of the training text."""
 
