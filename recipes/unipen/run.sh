@@ -14,8 +14,10 @@
 #                 this corpus' training transcripts as in-domain text when missing): (a) an open-vocabulary lexicon
 #                 of the general-English word list mixed with the training words (`lm wordlist`, share chosen on dev)
 #                 and (b) lexicon-free beam search fused with the character LSTM (`tune --char-lm`), each tuned on
-#                 dev into its own copy of the bundle (model_openvocab.pt, model_charlm.pt), on dev and test; then
-#                 the scores again (stage 4's table with these rows and the words outside train read right)
+#                 dev into its own copy of the bundle (model_openvocab.pt, model_charlm.pt), and (c) both lexicons
+#                 with their open-vocabulary fallback reading with the character LM (tune --fallback:
+#                 model_lexicon_charlm.pt, model_openvocab_charlm.pt), on dev and test; then the scores again
+#                 (stage 4's table with these rows and the words outside train read right)
 #
 # Usage: recipes/unipen/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--nproc N] [--unipen PATH]
 #                              [--model BUNDLE] [key=value ...]
@@ -101,6 +103,24 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: scoring"
+  if [ -f "$exp/decode/test_openvocab_charlm.summary.json" ]; then
+    log "stage 6: lexicon decoding with the character-LM fallback done, skipped"
+  else
+    log "stage 6: lexicon beam search whose open-vocabulary fallback reads with the character LM (margin on dev)"
+    cp "$exp/model.pt" "$exp/model_lexicon_charlm.pt"
+    speechrnn tune "$exp/model_lexicon_charlm.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --word-scores 0 \
+      --oov-margins inf 0 2 4 8 12 16 --fallback "$exp/model_charlm.pt" 2>"$exp/tune_lexicon_charlm.log"
+    share=$(cat "$exp/open_share")
+    cp "$exp/model.pt" "$exp/model_openvocab_charlm.pt"
+    speechrnn tune "$exp/model_openvocab_charlm.pt" exp/data/dev.jsonl --lexicon "$exp/open_$share.lex" \
+      --lm "$exp/open_$share.arpa" --lm-weights 1 2 3 --word-scores 0 --oov-margins inf 0 2 4 8 12 16 \
+      --fallback "$exp/model_charlm.pt" 2>"$exp/tune_openvocab_charlm.log"
+    for set in dev test; do
+      for name in lexicon_charlm openvocab_charlm; do
+        speechrnn eval "$exp/model_$name.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_$name" --tuned
+      done
+    done
+  fi
   python local/score.py "$exp" | tee "$exp/decode/results.txt"
 fi
 
@@ -130,7 +150,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       wer=$(python -c "import torch; print(torch.load('$exp/model_open_$share.pt', weights_only=True)['extra']['decoding']['dev_wer'])")
       log "stage 6: in-domain share $share: dev word error $wer"
       if [ -z "$best_wer" ] || python -c "import sys; sys.exit(not $wer < $best_wer)"; then
-        best_wer=$wer; cp "$exp/model_open_$share.pt" "$exp/model_openvocab.pt"
+        best_wer=$wer; cp "$exp/model_open_$share.pt" "$exp/model_openvocab.pt"; echo "$share" > "$exp/open_share"
       fi
       rm -f "$exp/model_open_$share.pt"
     done
@@ -146,6 +166,24 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     speechrnn tune "$exp/model_charlm.pt" exp/data/dev.jsonl --char-lm "$char_lm" 2>"$exp/tune_charlm.log"
     for set in dev test; do
       speechrnn eval "$exp/model_charlm.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_charlm" --tuned
+    done
+  fi
+  if [ -f "$exp/decode/test_openvocab_charlm.summary.json" ]; then
+    log "stage 6: lexicon decoding with the character-LM fallback done, skipped"
+  else
+    log "stage 6: lexicon beam search whose open-vocabulary fallback reads with the character LM (margin on dev)"
+    cp "$exp/model.pt" "$exp/model_lexicon_charlm.pt"
+    speechrnn tune "$exp/model_lexicon_charlm.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --word-scores 0 \
+      --oov-margins inf 0 2 4 8 12 16 --fallback "$exp/model_charlm.pt" 2>"$exp/tune_lexicon_charlm.log"
+    share=$(cat "$exp/open_share")
+    cp "$exp/model.pt" "$exp/model_openvocab_charlm.pt"
+    speechrnn tune "$exp/model_openvocab_charlm.pt" exp/data/dev.jsonl --lexicon "$exp/open_$share.lex" \
+      --lm "$exp/open_$share.arpa" --lm-weights 1 2 3 --word-scores 0 --oov-margins inf 0 2 4 8 12 16 \
+      --fallback "$exp/model_charlm.pt" 2>"$exp/tune_openvocab_charlm.log"
+    for set in dev test; do
+      for name in lexicon_charlm openvocab_charlm; do
+        speechrnn eval "$exp/model_$name.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_$name" --tuned
+      done
     done
   fi
   python local/score.py "$exp" | tee "$exp/decode/results.txt"

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 SETS = ("dev", "test", "dev_lexicon", "test_lexicon")
-LM_SETS = ("dev_openvocab", "test_openvocab", "dev_charlm", "test_charlm")  # stage 6, when run
+LM_SETS = tuple(f"{split}_{decoder}" for decoder in ("openvocab", "charlm", "lexicon_charlm", "openvocab_charlm")
+                for split in ("dev", "test"))  # stage 6, when run
 
 
 def unseen_right(per_utt: Path, train_words: set[str]) -> tuple[int, int]:
