@@ -206,6 +206,9 @@ def prepare(out: str, in_domain: list[str], word_lines: int, lexicon_words: int,
             continue
         version = ", ".join(in_domain) if name == "in-domain" else package_version(name)
         report.append(f"| {name} | {version} | {LICENCES[name]} | {len(lines)} |")
+    capitalised = sum(1 for word in counts if word in proper)
+    report.append(f"| wamerican | {package_version('wamerican')} | {LICENCES['wamerican']} | 0 (spells {capitalised} "
+                  f"words.tsv words with their capitals) |")
     report += ["", f"train {len(split['train'])} lines, dev {len(split['dev'])}, test {len(split['test'])}; "
                f"words.tsv {len(lexicon)} words; seed {seed}"]
     (out_dir / "SOURCES.md").write_text("\n".join(report) + "\n", encoding="utf-8")

@@ -5,6 +5,7 @@ Here: writing and reading bundles (`save_bundle`, `load_bundle`, `atomic_save`),
 (`repack_bundle`), a recognizer bundle as a model (`load_model`), and joining aligners to it (`add_aligner`).
 """
 
+import lzma
 import os
 from pathlib import Path
 
@@ -71,6 +72,20 @@ def save_bundle(path: str | Path, state_dict: dict, config: dict, tokenizer: dic
     else:
         bundle["state_dict"] = state_dict
     atomic_save(bundle, path)
+
+
+def pack_text(text: str | None) -> torch.Tensor | None:
+    """Text stored inside a bundle (a lexicon, an ARPA LM), xz-compressed as a uint8 tensor: an open-vocabulary
+    lexicon and its LM shrink about tenfold. unpack_text reverses it (and passes plain strings through)."""
+    if text is None:
+        return None
+    return torch.frombuffer(bytearray(lzma.compress(text.encode("utf-8"), preset=6)), dtype=torch.uint8)
+
+
+def unpack_text(stored) -> str | None:
+    if stored is None or isinstance(stored, str):
+        return stored
+    return lzma.decompress(stored.numpy().tobytes()).decode("utf-8")
 
 
 def update_extra(path: str | Path, **entries) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bundle import unpack_text
 from .decoder_files import check_lexicon, check_lm, flashlight_tokens, hotword_lexicon, lm_load_error
 from .errors import UserError
 from .lm import SPACE, UNK
@@ -383,9 +384,9 @@ def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overri
     folder = tempfile.TemporaryDirectory(prefix="speechrnn-decoding-")
     files = {}
     for key in ("lexicon", "lm"):
-        if decoding.get(key):
+        if decoding.get(key) is not None:
             files[key] = str(Path(folder.name) / {"lexicon": "lexicon.txt", "lm": "lm.arpa"}[key])
-            Path(files[key]).write_text(decoding[key], encoding="utf-8")
+            Path(files[key]).write_text(unpack_text(decoding[key]), encoding="utf-8")
     settings = {k: decoding[k] for k in ("beam_size", "lm_weight", "word_score", "sil_score")}
     for key in ("oov_margin", "beam_threshold", "token_min_logp"):  # bundles tuned before these were stored: defaults
         if key in decoding:

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from .bundle import load_model, update_extra
+from .bundle import load_model, pack_text, update_extra
 from .data import collate, load_dataset
 from .decode import BeamConfig, BeamDecoder, greedy_decode, prefer_lexicon_free
 from .errors import UserError
@@ -71,8 +71,8 @@ def store_decoding(bundle_path, beam: BeamConfig, dev_wer: float, fallback: dict
     decoding = {"beam_size": beam.beam_size, "lm_weight": beam.lm_weight, "word_score": beam.word_score,
                 "sil_score": beam.sil_score, "oov_margin": beam.oov_margin, "beam_threshold": beam.beam_threshold,
                 "token_min_logp": beam.token_min_logp, "dev_wer": dev_wer,
-                "lexicon": Path(beam.lexicon).read_text(encoding="utf-8") if beam.lexicon else None,
-                "lm": Path(beam.lm).read_text(encoding="utf-8") if beam.lm else None, "fallback": fallback}
+                "lexicon": pack_text(Path(beam.lexicon).read_text(encoding="utf-8")) if beam.lexicon else None,
+                "lm": pack_text(Path(beam.lm).read_text(encoding="utf-8")) if beam.lm else None, "fallback": fallback}
     update_extra(bundle_path, decoding=decoding)
 
 
@@ -122,8 +122,8 @@ def tune_decoder(bundle: str | Path, dev: str | Path, lexicon: str | Path, lm: s
             + f"; dev WER {100 * best_rates.wer:.2f} % vs greedy {100 * greedy.wer:.2f} %)")
 
 
-FUSION_WEIGHTS = [0.25, 0.5, 0.75, 1.0]
-CHAR_BONUSES = [0.0, 1.0, 2.0]
+FUSION_WEIGHTS = [0.75, 1.0, 1.25, 1.5]
+CHAR_BONUSES = [1.0, 2.0, 3.0, 4.0]
 
 
 def tune_fusion(bundle: str | Path, dev: str | Path, char_lm: str | Path, beam: int = FusionConfig.beam_size,

@@ -14,8 +14,8 @@ LM_WEIGHTS = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0]
 WORD_SCORES = [-2.0, -1.0, 0.0, 1.0, 2.0]
 BEAM_THRESHOLD = 25.0  # decode.BeamConfig.beam_threshold
 FUSION_BEAM = 16  # fusion.FusionConfig.beam_size
-FUSION_WEIGHTS = [0.25, 0.5, 0.75, 1.0]  # tune.FUSION_WEIGHTS
-CHAR_BONUSES = [0.0, 1.0, 2.0]  # tune.CHAR_BONUSES
+FUSION_WEIGHTS = [0.75, 1.0, 1.25, 1.5]  # tune.FUSION_WEIGHTS
+CHAR_BONUSES = [1.0, 2.0, 3.0, 4.0]  # tune.CHAR_BONUSES
 
 
 def beam_decoder(args, tokenizer, extra: dict):
