@@ -10,6 +10,10 @@
 #                 `speechrnn transcribe` uses them); word confidences calibrated on dev (`speechrnn calibrate`);
 #                 per-utterance results in exp/TAG/decode/
 #   4  score      WER/CER summary of dev and test, greedy and with the LM -> exp/TAG/decode/results.txt
+#   5  char LM    (only with --stop-stage 5) the character LSTM LM of English (recipes/english_lm, run when
+#                 missing): lexicon-free beam search fused with it, and the stage-3 decoder whose open-vocabulary
+#                 fallback reads with it, each tuned on dev into a copy of the bundle (model_charlm.pt,
+#                 model_lm_charlm.pt), on dev and test
 #
 # Usage: recipes/an4/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--nproc N] [--an4 DIR] [key=value ...]
 # --nproc N trains with N processes (torchrun, DistributedDataParallel; one GPU each when there are GPUs).
@@ -95,4 +99,21 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: scoring"
   python local/score.py "$exp" | tee "$exp/decode/results.txt"
   log "done: per-utterance results in $exp/decode/{dev,test}.per_utt.jsonl"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  char_lm=../english_lm/exp/default/model.pt
+  [ -f "$char_lm" ] || ../english_lm/run.sh --stop-stage 1
+  log "stage 5: character-LM decoding (lexicon-free, and as the lexicon decoder's fallback), tuned on dev"
+  cp "$exp/model.pt" "$exp/model_charlm.pt"
+  speechrnn tune "$exp/model_charlm.pt" exp/data/dev.jsonl --char-lm "$char_lm" --lm-weights 0 0.1 0.25 0.5 0.75 1 \
+    --char-bonuses 0 1 2
+  cp "$exp/model.pt" "$exp/model_lm_charlm.pt"
+  speechrnn tune "$exp/model_lm_charlm.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --lm "$exp/words3.arpa" \
+    --beam-threshold 10 --token-min-logp -5 --oov-margins inf 2 4 8 16 --fallback "$exp/model_charlm.pt"
+  for set in dev test; do
+    for name in charlm lm_charlm; do
+      speechrnn eval "$exp/model_$name.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_$name" --tuned
+    done
+  done
 fi
