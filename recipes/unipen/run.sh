@@ -103,24 +103,6 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: scoring"
-  if [ -f "$exp/decode/test_openvocab_charlm.summary.json" ]; then
-    log "stage 6: lexicon decoding with the character-LM fallback done, skipped"
-  else
-    log "stage 6: lexicon beam search whose open-vocabulary fallback reads with the character LM (margin on dev)"
-    cp "$exp/model.pt" "$exp/model_lexicon_charlm.pt"
-    speechrnn tune "$exp/model_lexicon_charlm.pt" exp/data/dev.jsonl --lexicon "$exp/words.lex" --word-scores 0 \
-      --oov-margins inf 0 2 4 8 12 16 --fallback "$exp/model_charlm.pt" 2>"$exp/tune_lexicon_charlm.log"
-    share=$(cat "$exp/open_share")
-    cp "$exp/model.pt" "$exp/model_openvocab_charlm.pt"
-    speechrnn tune "$exp/model_openvocab_charlm.pt" exp/data/dev.jsonl --lexicon "$exp/open_$share.lex" \
-      --lm "$exp/open_$share.arpa" --lm-weights 1 2 3 --word-scores 0 --oov-margins inf 0 2 4 8 12 16 \
-      --fallback "$exp/model_charlm.pt" 2>"$exp/tune_openvocab_charlm.log"
-    for set in dev test; do
-      for name in lexicon_charlm openvocab_charlm; do
-        speechrnn eval "$exp/model_$name.pt" "exp/data/$set.jsonl" --out "$exp/decode" --name "${set}_$name" --tuned
-      done
-    done
-  fi
   python local/score.py "$exp" | tee "$exp/decode/results.txt"
 fi
 
