@@ -376,8 +376,9 @@ def _mp_context():
 
 def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overrides) -> BeamDecoder | None:
     """The BeamDecoder a bundle's tuned `decoding` (extra["decoding"], written by `speechrnn tune --lexicon`)
-    describes; None when the bundle has none (fusion.stored_decoder also reads a character-LM decoder). Its lexicon and LM are written to a temporary folder that lives as long as the
-    decoder. `overrides`: BeamConfig fields that replace the stored ones."""
+    describes; None when the bundle has none (fusion.stored_decoder also reads a character-LM decoder). Its lexicon
+    and LM are written to a temporary folder that lives as long as the decoder. `overrides`: BeamConfig fields that
+    replace the stored ones."""
     decoding = extra.get("decoding")
     if not decoding:
         return None

@@ -75,8 +75,8 @@ class CharLMScorer:
         chars, _ = lm_characters(tokenizer)
         missing = [repr(tokenizer.symbols[i]) for i, c in enumerate(chars) if i and c not in alphabet.index]
         if missing:
-            raise UserError(f"{where}: its alphabet lacks the recogniser's characters {' '.join(missing)}; train the LM "
-                            f"on text that has them")
+            raise UserError(f"{where}: its alphabet lacks the recogniser's characters {' '.join(missing)}; train "
+                            f"the LM on text that has them")
         self.model = model.eval()
         self.token_to_lm = torch.tensor([0] + [alphabet.index[c] for c in chars[1:]])  # (V_rec,)
         self.lstm = self._lstm_weights(model)
@@ -134,7 +134,8 @@ class CharLMScorer:
         count, first = flat[0].shape[1], self.rows
         if first + count > self.buffers[0].shape[1]:
             size = 2 * (first + count)
-            self.buffers = [torch.cat([b[:, :first], b.new_empty(1, size - first, b.shape[2])], 1) for b in self.buffers]
+            self.buffers = [torch.cat([b[:, :first], b.new_empty(1, size - first, b.shape[2])], 1)
+                            for b in self.buffers]
         for buffer, tensor in zip(self.buffers, flat):
             buffer[:, first:first + count] = tensor
         self.rows += count
@@ -302,10 +303,6 @@ class FusionDecoder:
 
     def __exit__(self, *exc) -> None:
         pass
-
-
-def char_lm_scorer(model, alphabet, tokenizer: Tokenizer, where: str):
-    return CharLMScorer(model, alphabet, tokenizer, where)
 
 
 def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overrides):

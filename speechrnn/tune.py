@@ -19,7 +19,7 @@ from .bundle import load_model, pack_text, update_extra
 from .data import collate, load_dataset
 from .decode import BeamConfig, BeamDecoder, greedy_decode, prefer_lexicon_free
 from .errors import UserError
-from .fusion import FusionConfig, FusionDecoder, char_lm_scorer
+from .fusion import CharLMScorer, FusionConfig, FusionDecoder
 from .metrics import error_rates
 from .text import Tokenizer, normalize
 
@@ -58,8 +58,8 @@ def grid_search(tokenizer: Tokenizer, base: dict, grid: dict, refs, log_probs, l
         with BeamDecoder(tokenizer, BeamConfig(**base, **setting), workers=workers) as decoder:
             nbests = decoder.decode(log_probs, lens)
         for margin in margins:
-            chosen = nbests if margin == float("inf") else prefer_lexicon_free(nbests, log_probs, lens, tokenizer, margin,
-                                                                               alternatives)
+            chosen = nbests if margin == float("inf") else \
+                prefer_lexicon_free(nbests, log_probs, lens, tokenizer, margin, alternatives)
             tried.append(({**setting, "oov_margin": margin}, error_rates(refs, [nbest[0].text for nbest in chosen])))
     best = min(tried, key=lambda item: item[1].wer)  # min keeps the first of equal WERs
     return best, tried
@@ -139,7 +139,7 @@ def tune_fusion(bundle: str | Path, dev: str | Path, char_lm: str | Path, beam: 
         torch.set_num_threads(threads)
     model, tokenizer, config, _ = load_model(bundle)
     lm_model, alphabet, _ = load_lm(char_lm)
-    scorer = char_lm_scorer(lm_model, alphabet, tokenizer, str(char_lm))
+    scorer = CharLMScorer(lm_model, alphabet, tokenizer, str(char_lm))
     refs, log_probs, lens = posteriors(model, tokenizer, config, dev)
     greedy = error_rates(refs, [tokenizer.decode(ids) for ids in greedy_decode(log_probs, lens)])
     tried = []

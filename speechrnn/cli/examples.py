@@ -12,7 +12,7 @@ EXAMPLES = {
     "calibrate": "speechrnn calibrate exp/default/model.pt exp/data/dev.jsonl --threads 1",
     "lm build": "speechrnn lm build exp/data/train.jsonl -o words.arpa --order 3",
     "lm lexicon": "speechrnn lm lexicon exp/default/model.pt exp/data/train.jsonl -o words.lex",
-    "lm wordlist": "speechrnn lm wordlist unipen exp/text/words.tsv --lexicon open.lex --arpa open.arpa --case-variants",
+    "lm wordlist": "speechrnn lm wordlist unipen words.tsv --lexicon open.lex --arpa open.arpa --case-variants",
     "lm train": "speechrnn lm train recipes/english_lm/conf/default.yaml train.exp_dir=exp/charlm",
     "lm score": "speechrnn lm score exp/charlm/model.pt exp/text/test.txt",
     "lm generate": "speechrnn lm generate unipen --prompt \"The \" --temperature 0.7 --seed 1",

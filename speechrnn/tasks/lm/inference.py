@@ -72,7 +72,8 @@ def generate(model: CharLM, alphabet: Alphabet, prompt: str = "", temperature: f
         raise UserError(f"lm generate: --max-chars {max_chars} must be within 1..{MAX_GENERATED}")
     unknown = alphabet.missing(prompt)
     if unknown:
-        raise UserError(f"lm generate: the prompt has characters this model does not know: {' '.join(map(repr, unknown))}")
+        raise UserError(f"lm generate: the prompt has characters this model does not know: "
+                        f"{' '.join(map(repr, unknown))}")
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     logits, state = model(torch.tensor([[0] + alphabet.encode(prompt)], device=device))  # (1, T, V)
