@@ -116,9 +116,11 @@ def test_ranges_are_declared_on_fields_and_checked_for_any_schema():
 @pytest.mark.parametrize("conf", sorted(str(p.relative_to(REPO / "recipes")) for p in (REPO / "recipes").glob("*/conf/*.yaml")))
 def test_every_recipe_config_is_in_range(conf):
     from speechrnn.tasks.classify.task import load_classify_config
+    from speechrnn.tasks.lm.task import load_lm_config
     from speechrnn.tasks.tagger.task import load_tagger_config
 
-    loader = load_classify_config if conf.startswith("fsdd/") else load_tagger_config if "vad" in conf else load_config
+    loader = load_classify_config if conf.startswith("fsdd/") else load_lm_config if conf.startswith("english_lm/") \
+        else load_tagger_config if "vad" in conf else load_config
     loader(REPO / "recipes" / conf)
 
 

@@ -32,9 +32,8 @@ MODELS = {model.name: model for model in (
                  "AN4 test WER 6.86 %, 12.29 % at 8 kHz, 17.34 % in white noise at 20 dB (recipes/an4/RESULTS.md)"),
     ShippedModel("unipen", "unipen.pt", "ink",
                  "English handwriting from a tablet (pen strokes, y up), one isolated word per input; a lexicon of "
-                 "285,459 English words (100,000 general-English words with their capitalised forms, and the "
-                 "training words) and, for words outside it, a character LSTM language model of English",
-                 "UNIPEN test word error 8.32 %, CER 2.60 % (recipes/unipen/RESULTS.md)"),
+                 "the 12,938 training words and, for words outside it, a character LSTM language model of English",
+                 "UNIPEN test word error 9.90 %, CER 2.95 % (recipes/unipen/RESULTS.md)"),
 )}
 DEFAULTS = {"audio": "an4", "ink": "unipen"}  # the model used for each kind of input when none is named
 
