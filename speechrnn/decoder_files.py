@@ -37,6 +37,13 @@ def lexicon_line(word: str, names: list[str], tokenizer: Tokenizer) -> str:
     return f"{word}\t{' '.join(names[tokenizer.index[c]] for c in word)} {SPACE}\n"
 
 
+def spelled(word: str, tokenizer: Tokenizer) -> str | None:
+    """`word` normalised as transcripts are (tokenizer.config), or None when it is no single word of the tokenizer's
+    symbols (a character it lacks, nothing, or several words)."""
+    norm = normalize(word, tokenizer.config)
+    return norm if norm and " " not in norm and all(c in tokenizer.index for c in norm) else None
+
+
 def write_lexicon(words: Iterable[str], tokenizer: Tokenizer, path: str | Path) -> tuple[int, int]:
     """Write a flashlight lexicon for `tokenizer`: one `WORD<TAB>W O R D |` line per distinct word.
 
@@ -48,8 +55,8 @@ def write_lexicon(words: Iterable[str], tokenizer: Tokenizer, path: str | Path) 
     written: dict[str, None] = {}
     skipped: dict[str, None] = {}
     for word in words:
-        norm = normalize(word, tokenizer.config)
-        if norm and " " not in norm and all(c in tokenizer.index for c in norm):
+        norm = spelled(word, tokenizer)
+        if norm:
             written.setdefault(norm, None)
         elif word.strip():
             skipped.setdefault(word.strip(), None)
@@ -73,7 +80,7 @@ def hotword_lexicon(lexicon: str | None, hotwords: dict[str, float], tokenizer: 
         raise UserError("hotwords need a lexicon (--lexicon, or a bundle tuned with one): beam search boosts whole "
                         "words of the lexicon")
     names = flashlight_tokens(tokenizer)
-    spelled = {}
+    boosts = {}
     for word, boost in hotwords.items():
         norm = normalize(word, tokenizer.config)
         missing = [c for c in norm if c not in tokenizer.index]
@@ -81,14 +88,14 @@ def hotword_lexicon(lexicon: str | None, hotwords: dict[str, float], tokenizer: 
             why = f"the model has no {missing[0]!r}" if missing else "it is not one word after normalisation"
             raise UserError(f"hotword {word!r} cannot be recognised: {why}; leave it out or spell it with the "
                             f"model's characters")
-        spelled[norm] = float(boost)
+        boosts[norm] = float(boost)
     known = {line.split(maxsplit=1)[0] for line in Path(lexicon).read_text(encoding="utf-8").splitlines()
              if line.strip()}
     folder = tempfile.TemporaryDirectory(prefix="speechrnn-hotwords-")
     path = Path(folder.name) / "lexicon.txt"
-    extra = "".join(lexicon_line(w, names, tokenizer) for w in spelled if w not in known)
+    extra = "".join(lexicon_line(w, names, tokenizer) for w in boosts if w not in known)
     path.write_text(Path(lexicon).read_text(encoding="utf-8").rstrip("\n") + "\n" + extra, encoding="utf-8")
-    return str(path), spelled, folder
+    return str(path), boosts, folder
 
 
 ARPA_CHECK_MAX_BYTES = 200 << 20  # larger ARPA files are not re-read in Python to find the faulty line

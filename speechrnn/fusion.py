@@ -50,12 +50,11 @@ class FusionConfig:
         return None
 
 
-def lm_characters(tokenizer: Tokenizer) -> tuple[list[str], bool]:
-    """The recogniser's token characters as the LM reads them ("" for the blank), and whether they were lower-cased
-    (a recogniser without lower-case letters)."""
+def lm_characters(tokenizer: Tokenizer) -> list[str]:
+    """The recogniser's token characters as the LM reads them ("" for the blank): lower-cased for a recogniser
+    without lower-case letters."""
     chars = ["" if i == 0 else symbol for i, symbol in enumerate(tokenizer.symbols)]
-    fold = not any(c.islower() for c in chars)
-    return ([c.lower() for c in chars] if fold else chars), fold
+    return chars if any(c.islower() for c in chars) else [c.lower() for c in chars]
 
 
 def _lse(a: float, b: float) -> float:
@@ -72,7 +71,7 @@ class CharLMScorer:
     addmm per layer); other cells step through the model itself."""
 
     def __init__(self, model, alphabet, tokenizer: Tokenizer, where: str = "the language model"):
-        chars, _ = lm_characters(tokenizer)
+        chars = lm_characters(tokenizer)
         missing = [repr(tokenizer.symbols[i]) for i, c in enumerate(chars) if i and c not in alphabet.index]
         if missing:
             raise UserError(f"{where}: its alphabet lacks the recogniser's characters {' '.join(missing)}; train "
@@ -86,8 +85,8 @@ class CharLMScorer:
     @staticmethod
     @torch.no_grad()
     def _lstm_weights(model):
-        """[(W_ih^T, W_hh^T, bias)] per layer, the first layer's input part as a (V_lm, 4H) table; None unless the
-        layers are plain one-layer nn.LSTMs."""
+        """[(input table, W_ih^T, W_hh^T, bias)] per layer: the first layer's embedding times W_ih^T plus bias as a
+        (V_lm, 4H) table (None for the others); None unless the layers are plain one-layer nn.LSTMs."""
         if not all(type(layer) is torch.nn.LSTM and layer.num_layers == 1 for layer in model.layers):
             return None
         weights = []
@@ -185,7 +184,7 @@ class NgramScorer:
         from .lm import BOS, EOS, SPACE, load_arpa
 
         self.model = load_arpa(path)
-        chars, _ = lm_characters(tokenizer)
+        chars = lm_characters(tokenizer)
         self.tokens = [None] + [SPACE if c == " " else c for c in chars[1:]]
         missing = [repr(tokenizer.symbols[i]) for i, t in enumerate(self.tokens) if i and (t,) not in self.model[1]]
         if missing:
@@ -280,7 +279,7 @@ def decode_batch(log_probs: list[np.ndarray], scorer, config: FusionConfig) -> l
 
 class FusionDecoder:
     """BeamDecoder's interface (decode(log_probs, lens) -> n-best Hypothesis lists) for prefix beam search with an LM
-    scorer. Utterances are decoded one after another in this process."""
+    scorer. The utterances of a call are searched in lock step in this process (decode_batch)."""
 
     def __init__(self, tokenizer: Tokenizer, scorer, config: FusionConfig | None = None):
         self.tokenizer, self.scorer, self.config = tokenizer, scorer, config or FusionConfig()
@@ -321,8 +320,7 @@ def stored_decoder(extra: dict, tokenizer: Tokenizer, workers: int = 1, **overri
 def stored_fusion_decoder(decoding: dict, tokenizer: Tokenizer, **overrides) -> FusionDecoder:
     """The FusionDecoder of a stored decoding with a "char_lm" entry (tune.tune_fusion). `overrides`: FusionConfig
     fields; another beam-search option (a hotword, a lexicon) is refused in one line."""
-    from .tasks.lm.model import Alphabet, CharLM, LMConfig
-    from .config import from_dict
+    from .tasks.lm.inference import stored_lm
 
     overrides = {key: value for key, value in overrides.items() if value not in (None, {}, [])}
     known = {f for f in FusionConfig.__dataclass_fields__}
@@ -330,11 +328,7 @@ def stored_fusion_decoder(decoding: dict, tokenizer: Tokenizer, **overrides) -> 
     if alien:
         raise UserError(f"the bundle's decoder is a lexicon-free beam search with a character LM, which has no "
                         f"{', '.join(alien)}; decode with --beam N --lexicon FILE for that")
-    stored = decoding["char_lm"]
-    config = from_dict(stored["config"], schema=LMConfig)
-    alphabet = Alphabet(stored["alphabet"])
-    model = CharLM(len(alphabet), config.model)
-    model.load_state_dict({k: v.float() for k, v in stored["state_dict"].items()})
+    model, alphabet, _ = stored_lm(decoding["char_lm"])
     settings = {key: decoding[key] for key in known if key in decoding}
     return FusionDecoder(tokenizer, CharLMScorer(model, alphabet, tokenizer, "the bundle's character LM"),
                          FusionConfig(**{**settings, **overrides}))

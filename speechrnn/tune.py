@@ -15,11 +15,11 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from .bundle import load_model, pack_text, update_extra
+from .bundle import load_bundle, load_model, pack_text, update_extra
 from .data import collate, load_dataset
 from .decode import BeamConfig, BeamDecoder, greedy_decode, prefer_lexicon_free
 from .errors import UserError
-from .fusion import CharLMScorer, FusionConfig, FusionDecoder
+from .fusion import CharLMScorer, FusionConfig, FusionDecoder, stored_fusion_decoder
 from .metrics import error_rates
 from .text import Tokenizer, normalize
 
@@ -86,9 +86,6 @@ def tune_decoder(bundle: str | Path, dev: str | Path, lexicon: str | Path, lm: s
     atomically). Returns the one-line summary. `threads`: torch CPU threads (0: torch's choice). `fallback`: a
     bundle holding a tuned character-LM decoding (tune --char-lm) whose transcripts the open-vocabulary fallback
     takes instead of the greedy ones (the OOV margins are searched with them)."""
-    from .bundle import load_bundle
-    from .fusion import stored_fusion_decoder
-
     model, tokenizer, config, _ = load_model(bundle)
     fallback_decoding = None
     if fallback:
@@ -132,7 +129,6 @@ def tune_fusion(bundle: str | Path, dev: str | Path, char_lm: str | Path, beam: 
     """Grid-search the LM weight and character bonus of lexicon-free beam search fused with the character LM bundle
     `char_lm` on the `dev` manifest, print every grid point to stderr, and store the best decoder, LM included, in
     `bundle` (rewritten atomically). Returns the one-line summary."""
-    from .bundle import load_bundle
     from .tasks.lm.inference import load_lm
 
     if threads:

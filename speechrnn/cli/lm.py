@@ -32,9 +32,9 @@ def cmd_lm_wordlist(args) -> None:
     from pathlib import Path
 
     from ..bundle import load_bundle
-    from ..decoder_files import write_lexicon
+    from ..decoder_files import spelled, write_lexicon
     from ..lm import read_word_counts, unigram_arpa, with_case_variants
-    from ..text import Tokenizer, normalize
+    from ..text import Tokenizer
 
     tokenizer = Tokenizer.from_dict(load_bundle(args.bundle)["tokenizer"])
     counts = read_word_counts(args.words)
@@ -52,8 +52,8 @@ def cmd_lm_wordlist(args) -> None:
             counts[word] = counts.get(word, 0.0) + args.in_domain_share * count / in_domain_total
     spellable = {}
     for word, count in counts.items():
-        norm = normalize(word, tokenizer.config)
-        if norm and " " not in norm and all(c in tokenizer.index for c in norm):
+        norm = spelled(word, tokenizer)
+        if norm:
             spellable[norm] = spellable.get(norm, 0.0) + count
     written, _ = write_lexicon(counts, tokenizer, args.lexicon)
     Path(args.arpa).write_text(unigram_arpa(spellable), encoding="utf-8")

@@ -29,10 +29,15 @@ def load_lm(path: str | Path, device: str | torch.device = "cpu") -> tuple[CharL
     decoding = bundle["extra"].get("decoding") or {}
     stored = decoding.get("char_lm") or (decoding.get("fallback") or {}).get("char_lm")
     if kind == "recognizer" and stored:
-        return lm_from_bundle({"config": stored["config"], "tokenizer": {"alphabet": stored["alphabet"]},
-                               "state_dict": {k: v.float() for k, v in stored["state_dict"].items()}}, device)
+        return stored_lm(stored, device)
     raise BundleError(f"{path}: a {kind} bundle without a character language model; give a bundle written by "
                       f"`speechrnn lm train` (or a recogniser tuned with `speechrnn tune --char-lm`)")
+
+
+def stored_lm(stored: dict, device: str | torch.device = "cpu") -> tuple[CharLM, Alphabet, LMConfig]:
+    """The LM a recogniser bundle's decoding holds (tune.tune_fusion: config, alphabet, fp16 weights)."""
+    return lm_from_bundle({"config": stored["config"], "tokenizer": {"alphabet": stored["alphabet"]},
+                           "state_dict": {k: v.float() for k, v in stored["state_dict"].items()}}, device)
 
 
 def lm_from_bundle(bundle: dict, device: str | torch.device = "cpu") -> tuple[CharLM, Alphabet, LMConfig]:
@@ -48,6 +53,7 @@ def bits_per_char(model: CharLM, alphabet: Alphabet, lines: list[str], max_chars
                   batch_chars: int = 32000) -> float:
     """Mean bits per character over `lines`, each line's end counted as one more character (as the n-gram's </s>)."""
     from ...data import collate
+
     dataset = TextDataset(lines, alphabet, max_chars)
     order = sorted(range(len(dataset)), key=dataset.frame_lengths.__getitem__)
     total, count, start = 0.0, 0, 0
