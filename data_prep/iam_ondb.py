@@ -17,7 +17,8 @@ Output in --out:
                               time in seconds from the line's first point
 IAM-OnDB is y-down (screen coordinates): configs for it must set `ink.flip_y: true`.
 
-Splits: with the t1 lists, train = trainset, dev = testset_v, test = testset_t + testset_f; forms in no list are
+Splits: with the t1 lists, train = trainset, dev = testset_v + testset_t (the task's two validation sets), test =
+testset_f (its test set); forms in no list are
 left out (counted). Without lists the split is md5(form id without its trailing letter, e.g. a01-000 for
 a01-000u) % 10: 0 -> test, 1 -> dev, else train; so all lines of a form, and all copies of one text
 (a01-000u, a01-000x, ...), are in the same split. This is deterministic but not writer-disjoint.
@@ -44,7 +45,7 @@ from speechrnn.data import write_manifest
 from speechrnn.ink import Ink, InkError, read_iam_ascii, read_iam_ondb, write_ink_store
 
 SPLITS = ("train", "dev", "test")
-SPLIT_LISTS = (("train", "trainset.txt"), ("dev", "testset_v.txt"), ("test", "testset_t.txt"),
+SPLIT_LISTS = (("train", "trainset.txt"), ("dev", "testset_v.txt"), ("dev", "testset_t.txt"),
                ("test", "testset_f.txt"))
 LINE_RE = re.compile(r"^(?P<form>.+)-(?P<line>\d+)$")
 FORM_TAG_RE = re.compile(r"<Form\b[^>]*>", re.S)
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                     "{train,dev,test}_ink.npz from the lineStrokes/ and ascii/ folders of a download.",
         epilog="splits:\n"
                "  with the task t1 lists (trainset.txt, testset_v.txt, testset_t.txt, testset_f.txt in --splits,\n"
-               "  default --root): train = trainset, dev = testset_v, test = testset_t + testset_f; forms in no list\n"
+               "  default --root): train = trainset, dev = testset_v + testset_t, test = testset_f; forms in no list\n"
                "  are left out. Without them: md5(form id without its trailing letter, e.g. a01-000) % 10:\n"
                "  0 -> test, 1 -> dev, else train (deterministic, a form never straddles splits; not writer-disjoint)\n"
                "\n"

@@ -76,12 +76,13 @@ def plot_inks(inks: list, output: str | Path, config=None, titles: list[str] | N
                              gridspec_kw={"width_ratios": [1, 1.4]})
     for row, ink in enumerate(inks):
         raw_ax, model_ax = axes[row]
-        sign = -1.0 if config.flip_y else 1.0  # draw y-up
+        y_down = ink.y_down if ink.y_down is not None else config.flip_y  # as the ink states, else the config
+        sign = -1.0 if y_down else 1.0  # draw y-up
         for stroke in ink.strokes:
             stroke = np.asarray(stroke)
             if len(stroke):
                 raw_ax.plot(stroke[:, 0], sign * stroke[:, 1], "k-", linewidth=1)
-        points = resample(normalize(ink, config.flip_y), config.spacing)
+        points = resample(normalize(ink, y_down), config.spacing)
         for stroke in points.strokes:
             model_ax.plot(stroke[:, 0], stroke[:, 1], "-", color="0.8", linewidth=0.8)
             model_ax.scatter(stroke[:, 0], stroke[:, 1], s=4, c=np.arange(len(stroke)), cmap="viridis")

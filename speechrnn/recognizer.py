@@ -48,13 +48,15 @@ from .gate import Gate, passes
 from .ink import Ink, check_ink, featurize, read_ink
 from .longaudio import transcribe_long
 from .model import CTCModel
+from .orientation import choose_y_down, stored_probe
 from .output import Span, Transcript
 from .pretrained import resolve
 from .text import Tokenizer
 from .vad import load_vad
 
 END_REACH = 3  # frames (align.align's end_reach), chosen on AN4 dev: recipes/an4/RESULTS.md "Word times"
-SINGLE_INPUTS = (str, Path, tuple, Ink, np.ndarray, torch.Tensor)  # transcribe(x) of one of these: one Transcript
+SINGLE_INPUTS = (str, Path, tuple, Ink, np.ndarray, torch.Tensor)
+ORIENTATIONS = ("auto", "y-up", "y-down")  # of ink: Recognizer.load(orientation=...)  # transcribe(x) of one of these: one Transcript
 # long_progress(input, its seconds): a context manager giving the callback that long-recording progress (seconds of
 # audio read so far) is reported to, e.g. a progress bar's
 LongProgress = Callable[[object, float], AbstractContextManager[Callable[[float], None] | None]]
@@ -82,14 +84,21 @@ class Recognizer:
         self.gate = gate  # no speech / no ink -> an empty transcript, undecoded (speechrnn/gate.py); None: no gate
         self.bundle_path: Path | None = None  # the bundle file it was loaded from (Recognizer.load)
         self.calibration: dict | None = None  # word confidence map (speechrnn/calibration.py); None: raw
+        self.orientation = "auto"  # ink: "auto" (as the ink states, else decided), "y-up" or "y-down"
+        self.orientation_probe: dict | None = None  # speechrnn/orientation.py's probe; None: by confidence
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", decoding: str = "tuned", workers: int = 1,
-             vad="energy", split_over: float = 30.0, gate: bool = True, **beam) -> "Recognizer":
+             vad="energy", split_over: float = 30.0, gate: bool = True, orientation: str = "auto",
+             **beam) -> "Recognizer":
         """decoding: "tuned" (the bundle's stored beam search, greedy when it has none), "greedy", or "beam" with
         `beam` as decode.BeamConfig fields (lexicon, lm, lm_weight, ...). For a speech bundle, audio longer than
         `split_over` seconds is cut at pauses by `vad`: "energy", a frame-tagger bundle path, or a VAD object.
-        `gate`: silence, noise, clicks (a dot of ink) give an empty transcript (speechrnn/gate.py); False: off."""
+        `gate`: silence, noise, clicks (a dot of ink) give an empty transcript (speechrnn/gate.py); False: off.
+        `orientation` (ink): "auto" reads each ink as it states its y axis (Ink.y_down), and when it does not, both
+        ways, keeping the reading that looks upright (speechrnn/orientation.py); "y-up" / "y-down" overrides."""
+        if orientation not in ORIENTATIONS:
+            raise UserError(f"orientation {orientation!r}: expected one of {', '.join(ORIENTATIONS)}")
         device = select_device(str(device))  # "auto": CUDA when present; a missing GPU is one line
         model, tokenizer, config, extra = load_model(bundle, device)
         decoder = None
@@ -109,6 +118,7 @@ class Recognizer:
                    vad=vad, split_over=split_over, gate=Gate() if gate else None)
         recognizer.bundle_path = resolve(bundle)  # the file it came from (a shipped model's, for a name)
         recognizer.calibration = extra.get(CALIBRATION)  # `speechrnn calibrate`'s map, None without one
+        recognizer.orientation, recognizer.orientation_probe = orientation, stored_probe(extra)
         return recognizer
 
     # ------------------------------------------------------------------------------------------ inputs
@@ -120,7 +130,7 @@ class Recognizer:
                 item = check_ink(read_ink(item), str(item))
             if not isinstance(item, Ink):
                 raise TypeError(f"a handwriting model takes ink files or Ink objects, not {type(item).__name__}")
-            features = torch.from_numpy(featurize(item, self.config.ink)).float()
+            features = self.ink_features(item)
             if self.gate is not None:  # decided on the ink itself: the features are scaled to the writing's size
                 features.gate = self.gate.ink(item)
             return features
@@ -131,6 +141,14 @@ class Recognizer:
             wav, source_rate = item
             return resample(torch.as_tensor(np.asarray(wav, dtype=np.float32)), int(source_rate), rate, "<audio>")
         return torch.as_tensor(np.asarray(item, dtype=np.float32))
+
+    def ink_features(self, ink: Ink) -> torch.Tensor:
+        """Model input (T, F) of one ink, turned y-up as self.orientation, the ink itself, or the model decides."""
+        if self.orientation != "auto" or ink.y_down is not None:
+            y_down = self.orientation == "y-down" if self.orientation != "auto" else ink.y_down
+            return torch.from_numpy(featurize(ink, self.config.ink, y_down=y_down)).float()
+        both = tuple(torch.from_numpy(featurize(ink, self.config.ink, y_down=y_down)).float() for y_down in (False, True))
+        return both[choose_y_down(self.model, both, self.orientation_probe)]
 
     def _units(self, length: int) -> float:
         """Seconds of audio (or points / 100 of ink) in an input of `length`."""

@@ -9,7 +9,8 @@ the standard library's ThreadingHTTPServer:
                         --data-binary @x.wav), or a multipart/form-data upload (curl -F file=@x.wav)
   POST /api/ink         body: JSON {"strokes": [[[x, y, t], ...], ...], "y_down": true}, the toolkit's ink JSON;
                         "y_down" true says y grows downwards (screen coordinates, what the page sends), false
-                        that it grows upwards; left out, the ink is taken in the model's own convention
+                        that it grows upwards; left out, the model reads the ink both ways and keeps the
+                        reading that looks upright (speechrnn/orientation.py)
 
 Both answer {"text", "words": [{"word", "start", "end", "confidence"}], "duration", "seconds"} (word times in
 seconds for audio, in resampled points for ink; "seconds": the time the request waited for the model and was
@@ -98,7 +99,8 @@ def load_models(bundles: list[str], device: str = "auto") -> dict[str, tuple[str
 
 
 HOW = {"audio": "Press Record, say one of the things the model knows, then press Stop; or choose a recording.",
-       "ink": "Write a word with a mouse, pen or finger, then press Recognise."}
+       "ink": "Write a word with a mouse, pen or finger, then press Recognise.",
+       "ink lines": "Write a word or a line of words with a mouse, pen or finger, then press Recognise."}
 
 
 def model_info(name: str, recognizer) -> dict:
@@ -112,8 +114,9 @@ def model_info(name: str, recognizer) -> dict:
     letters = "".join(sorted(s for s in recognizer.tokenizer.symbols[1:] if len(s) == 1 and s.strip()))
     knows = shipped.knows if shipped else f"a {'speech' if modality == 'audio' else 'handwriting'} model that " \
                                           f"writes the characters {letters}"
+    reads_lines = modality == "ink" and " " in recognizer.tokenizer.symbols  # a model that writes spaces
     info = {"bundle": name, "decoder": "greedy" if recognizer.decoder is None else "beam search", "knows": knows,
-            "how": HOW[modality]}
+            "how": HOW["ink lines" if reads_lines else modality]}
     if modality == "audio":
         info["sample_rate"] = recognizer.config.features.sample_rate
     return info
@@ -160,8 +163,9 @@ def check_audio_seconds(seconds: float, max_seconds: float) -> None:
                          f"--max-audio-seconds")
 
 
-def read_ink_json(body: bytes, model_y_down: bool):
-    """An uploaded ink JSON -> ink.Ink in the model's y convention; BadRequest when it is not usable ink."""
+def read_ink_json(body: bytes):
+    """An uploaded ink JSON -> ink.Ink, its y_down as the body states it (None: the recognizer decides);
+    BadRequest when it is not usable ink."""
     from .ink import InkError, InkTooLarge, check_json_depth, ink_from_dict
 
     try:
@@ -185,8 +189,7 @@ def read_ink_json(body: bytes, model_y_down: bool):
     except InkError as err:
         status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if isinstance(err, InkTooLarge) else HTTPStatus.BAD_REQUEST
         raise BadRequest(status, str(err)) from None
-    if y_down is not None and y_down != model_y_down:
-        ink.strokes = [s * np.array([1.0, -1.0] + [1.0] * (s.shape[1] - 2)) for s in ink.strokes]
+    ink.y_down = y_down
     return ink
 
 
@@ -295,7 +298,7 @@ class Handler(BaseHTTPRequestHandler):
         return recognizer.load_input((samples, rate))
 
     def ink_input(self, body: bytes, recognizer):
-        return recognizer.load_input(read_ink_json(body, recognizer.config.ink.flip_y))
+        return recognizer.load_input(read_ink_json(body))
 
     def check_audio_type(self) -> None:
         kind = self.content_type()

@@ -120,8 +120,8 @@ def test_cli_split_lists_ids_and_texts(cli_run):
     assert result.returncode == 0, result.stderr
     got = manifests(out)
     assert [e["id"] for e in got["train"]] == ["a01-012u-01", "a01-012u-02", "a01-012u-03", "b02-011w-01"]
-    assert [e["id"] for e in got["dev"]] == ["a01-012x-01", "a01-012x-02"]
-    assert [e["id"] for e in got["test"]] == ["c03-003a-01", "e05-002z-01"]  # testset_t + testset_f
+    assert [e["id"] for e in got["dev"]] == ["a01-012x-01", "a01-012x-02", "c03-003a-01"]  # testset_v + testset_t
+    assert [e["id"] for e in got["test"]] == ["e05-002z-01"]  # testset_f
     for entries in got.values():
         for e in entries:
             form, k = e["id"].rsplit("-", 1)
@@ -219,8 +219,8 @@ def test_split_list_entry_without_letter_takes_all_copies(tmp_path, capsys):
     lists.mkdir()
     (lists / "trainset.txt").write_text("a01-012\nb02-011w\n", encoding="utf-8")  # base id: both a01-012u and -x
     (lists / "testset_v.txt").write_text("e05-002z\n", encoding="utf-8")
-    (lists / "testset_t.txt").write_text("c03-003a\n", encoding="utf-8")
-    (lists / "testset_f.txt").write_text("", encoding="utf-8")
+    (lists / "testset_t.txt").write_text("", encoding="utf-8")
+    (lists / "testset_f.txt").write_text("c03-003a\n", encoding="utf-8")
     assert iam.main(["--root", str(root), "--out", str(tmp_path / "out"), "--splits", str(lists)]) == 0
     got = manifests(tmp_path / "out")
     assert {e["form"] for e in got["train"]} == {"a01-012u", "a01-012x", "b02-011w"}

@@ -1,5 +1,6 @@
 """`speechrnn serve`: the page in headless Chromium (speech through a fake microphone that plays a real AN4
-recording, a real UNIPEN word drawn on the canvas with pen events), and the HTTP API's answers to bad input.
+recording; a real UNIPEN word, and a line composed of three UNIPEN test words, drawn on the canvas with pen
+events), and the HTTP API's answers to bad input.
 
 The server runs as the CLI runs it (`python -m speechrnn serve --port 0`), once for the module, with the shipped
 models. The browser tests need Debian's `chromium` and `chromium-driver` and the `selenium` package (the dev
@@ -17,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.error
@@ -37,6 +39,12 @@ MAX_UPLOAD_MB = 2
 AN4_CLIPS = ["cen3-fcaw-b", "an426-fvap-b", "cen6-fvap-b", "cen1-fvap-b", "cen3-fjlp-b"]
 LEAD_IN = 1.0  # seconds of silence before the clip: room for the page's start-up between opening and recording
 UNIPEN_WORDS = ["basket", "bargain", "blossom", "business", "alarm"]  # likewise, drawn on the canvas
+# a line of three words of one UNIPEN test writer (sentences written word by word), composed as a person writes a
+# line; the first the model reads right when sent directly is drawn on the canvas
+LINE_FILE = "data/6/cec/Limpert.dat"
+UNIPEN_LINES = [("friends", "think", "that"), ("perfect", "for", "each"), ("happy", "when", "the"),
+                ("meet", "again", "by")]
+LINE_SEED = 0
 
 
 # ---------------------------------------------------------------------------------------------------- server
@@ -395,31 +403,21 @@ def test_record_speech_in_the_browser(server, speech_clip, browser):
     assert len(browser.find_elements("css selector", "#audio-words li")) == len(reference.split())
 
 
-def test_write_on_the_canvas(server, unipen_words, browser):
+def write_and_recognise(browser, ink, screenshot: str) -> tuple[str, str, list[str]]:
+    """Draw `ink` (y up) on the page's canvas with pen pointer events, y flipped and scaled to fit with a 30 px
+    margin, press Recognise, and return what the page shows: (text, message, the word list's items)."""
     from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
 
-    url, _ = server
-    for word in UNIPEN_WORDS:  # a word the model reads right when its ink is sent directly (UNIPEN: y up)
-        segment = next(s for s in unipen_words if s.label == word)
-        body = {"strokes": [s.tolist() for s in segment.ink.strokes]}
-        status, answer = post(url + "api/ink", json.dumps(body).encode(), "application/json")
-        assert status == 200, answer
-        if answer["text"] == word:
-            break
-    else:
-        pytest.fail(f"the shipped handwriting model reads none of {UNIPEN_WORDS} right")
-
-    open_page(browser, url)
     box = browser.execute_script("const r = document.getElementById('ink-canvas').getBoundingClientRect();"
                                  "return [r.left, r.top, r.width, r.height];")
-    points = np.concatenate(segment.ink.strokes)[:, :2]
+    points = np.concatenate(ink.strokes)[:, :2]
     low, high = points.min(axis=0), points.max(axis=0)
     scale = min((box[2] - 60) / (high[0] - low[0]), (box[3] - 60) / (high[1] - low[1]))
     pen = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_PEN, "pen"), duration=0)
     moves = 0
-    for stroke in segment.ink.strokes:  # into the canvas, y flipped (UNIPEN y is up, the screen's down)
+    for stroke in ink.strokes:  # into the canvas, y flipped (UNIPEN y is up, the screen's down)
         xy = np.column_stack([box[0] + 30 + (stroke[:, 0] - low[0]) * scale,
                               box[1] + 30 + (high[1] - stroke[:, 1]) * scale]).round().astype(int)
         kept = [xy[0]]
@@ -434,13 +432,95 @@ def test_write_on_the_canvas(server, unipen_words, browser):
         moves += len(kept)
     pen.perform()
     drawn = browser.execute_script("return ink.strokes.map((s) => s.length)")
-    assert len(drawn) == len(segment.ink.strokes) and sum(drawn) >= 0.9 * moves, (drawn, moves)
+    assert len(drawn) == len(ink.strokes) and sum(drawn) >= 0.9 * moves, (drawn, moves)
     browser.find_element("id", "ink-read").click()
     wait_state(browser, "ink", "done")
-    shown = browser.find_element("id", "ink-text").text
-    message = browser.find_element("id", "ink-message").text
-    browser.save_screenshot(str(ARTIFACTS / "serve-ink.png"))
+    browser.save_screenshot(str(ARTIFACTS / screenshot))
+    return (browser.find_element("id", "ink-text").text, browser.find_element("id", "ink-message").text,
+            [item.text for item in browser.find_elements("css selector", "#ink-words li")])
+
+
+def read_ink_directly(url: str, ink) -> str:
+    """What /api/ink reads from `ink` sent as it is (UNIPEN: y up), with and without saying so: the same."""
+    answers = []
+    for stated in ({"y_down": False}, {}):
+        body = {"strokes": [s.tolist() for s in ink.strokes], **stated}
+        status, answer = post(url + "api/ink", json.dumps(body).encode(), "application/json")
+        assert status == 200, answer
+        answers.append(answer["text"])
+    assert answers[0] == answers[1], answers  # unstated, the model decides which way is up
+    return answers[0]
+
+
+def assert_words_with_confidences(items: list[str], words: list[str]) -> None:
+    assert len(items) == len(words), items
+    for item, word in zip(items, words):  # "word 97 %"
+        assert re.fullmatch(rf"{re.escape(word)} \d{{1,3}} %", item), items
+
+
+def test_write_on_the_canvas(server, unipen_words, browser):
+    url, _ = server
+    for word in UNIPEN_WORDS:  # a word the model reads right when its ink is sent directly (UNIPEN: y up)
+        segment = next(s for s in unipen_words if s.label == word)
+        if read_ink_directly(url, segment.ink) == word:
+            break
+    else:
+        pytest.fail(f"the shipped handwriting model reads none of {UNIPEN_WORDS} right")
+
+    open_page(browser, url)
+    shown, message, items = write_and_recognise(browser, segment.ink, "serve-ink.png")
     assert shown == word, f"page shows {shown!r} ({message})"
+    assert_words_with_confidences(items, [word])
+
+
+@pytest.fixture(scope="module")
+def unipen_test_writer(shared_data) -> list:
+    """The word segments (speechrnn.ink.UnipenSegment) of LINE_FILE in the shared UNIPEN archive, one writer's,
+    checked to be in the test split of data_prep/unipen.py (md5 of the writer)."""
+    from speechrnn.ink import parse_unipen
+    from unipen import split_of  # data_prep/unipen.py: pyproject's pytest pythonpath lists data_prep/
+
+    archive = shared_data / "unipen" / "train_r01_v07_cat6.tar.gz"
+    with tarfile.open(archive, "r|gz") as tar:  # the data file, then (earlier in the archive) its includes
+        for member in tar:
+            if member.name == LINE_FILE:
+                text = tar.extractfile(member).read().decode("latin-1")
+                break
+        else:
+            pytest.fail(f"{archive} holds no {LINE_FILE}")
+    wanted = {"include/" + rel for rel in re.findall(r"^\.INCLUDE\s+(\S+)", text, re.M)}
+    includes = {}
+    with tarfile.open(archive, "r|gz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                includes[member.name[len("include/"):]] = tar.extractfile(member).read().decode("latin-1")
+                if len(includes) == len(wanted):
+                    break
+    segments = list(parse_unipen(LINE_FILE, text, includes.__getitem__, on_error=lambda err: None))
+    writers = {s.writer.strip() for s in segments}
+    assert len(writers) == 1 and split_of(writers.pop()) == "test", writers
+    return segments
+
+
+def test_write_a_line_on_the_canvas(server, unipen_test_writer, browser):
+    from speechrnn.ink.compose import compose_line
+
+    url, _ = server
+    labels, read = [s.label for s in unipen_test_writer], {}
+    for words in UNIPEN_LINES:  # a line the model reads right when its ink is sent directly
+        at = next(k for k in range(len(labels)) if tuple(labels[k: k + len(words)]) == words)
+        line = compose_line([s.ink for s in unipen_test_writer[at: at + len(words)]], np.random.default_rng(LINE_SEED))
+        assert line.text == " ".join(words)
+        read[line.text] = read_ink_directly(url, line)
+        if read[line.text] == line.text:
+            break
+    else:
+        pytest.fail(f"the shipped handwriting model reads none of the lines right: {read}")
+
+    open_page(browser, url)
+    shown, message, items = write_and_recognise(browser, line, "serve-ink-line.png")
+    assert shown == line.text, f"page shows {shown!r} ({message})"
+    assert_words_with_confidences(items, line.text.split())
 
 
 def test_the_page_says_what_to_do_and_what_the_models_know(server, browser):

@@ -1,5 +1,5 @@
 """`speechrnn` command line: train | stats | plot | eval | tune | calibrate | transcribe | align | lm | add-aligner |
-export | plot-ink | classify | tagger | serve | mic.
+export | plot-ink | orientation | classify | tagger | serve | mic.
 
 One parser: each module of this package registers its command group with `add_parsers(commands)`, every command
 with `set_defaults(run=handler)`. Handlers import the library (and torch) when they run, never here, so that

@@ -19,6 +19,7 @@ EXAMPLES = {
     "add-aligner": "speechrnn add-aligner exp/default/model.pt exp/aligner/model.pt exp/aligner_end/model.pt",
     "export": "speechrnn export an4 --onnx an4.onnx; speechrnn export exp/default/model.pt --int8 small.pt",
     "plot-ink": "speechrnn plot-ink word.json --bundle unipen -o ink.png",
+    "orientation": "speechrnn orientation recipes/unipen/exp/lines/model.pt recipes/unipen/exp/data/train_mixed.jsonl",
     "classify train": "speechrnn classify train recipes/fsdd/conf/default.yaml train.exp_dir=exp/fsdd --resume",
     "classify eval": "speechrnn classify eval exp/fsdd/model.pt exp/data/test.jsonl -o exp/fsdd/eval",
     "classify adapt": "speechrnn classify adapt exp/fsdd/model.pt new_voice.jsonl -o adapted.pt",

@@ -1,10 +1,11 @@
-"""`speechrnn plot-ink`: ink samples drawn as the model sees them (and what it reads)."""
+"""`speechrnn plot-ink | orientation`: ink samples drawn as the model sees them (and what it reads); a handwriting
+model's orientation probe fitted and stored."""
 
 import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_command
+from .common import add_command, add_threads_option, set_threads
 
 
 def cmd_plot_ink(args) -> None:
@@ -44,6 +45,26 @@ def cmd_plot_ink(args) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+def cmd_orientation(args) -> None:
+    """Fit the bundle's orientation probe on training inks read both ways and store it in the bundle
+    (speechrnn/orientation.py): then ink that does not say which way its y axis points is read the right way up."""
+    from ..orientation import fit_probe, store_probe
+    from ..pretrained import MODELS
+    from ..recognizer import Recognizer
+
+    if args.bundle in MODELS and not Path(args.bundle).exists():
+        raise UserError(f"{args.bundle}: a shipped model's name, and orientation rewrites the bundle file it is given; "
+                        f"copy {MODELS[args.bundle].path} and fit the copy")
+    set_threads(args.threads)
+    recognizer = Recognizer.load(args.bundle, decoding="greedy")
+    if recognizer.config.modality != "ink":
+        raise UserError(f"{args.bundle}: a {recognizer.config.modality} model; orientation is for handwriting models")
+    probe = fit_probe(recognizer.model, recognizer.config, args.manifest, count=args.count)
+    store_probe(args.bundle, probe)
+    print(f"{args.bundle}: orientation probe stored; fitted on {probe['inks']} inks read both ways, right way up for "
+          f"{100 * probe['fit_accuracy']:.2f} % of them")
+
+
 def add_parsers(commands) -> None:
     p = add_command(commands, "plot-ink", cmd_plot_ink,
                     "draw ink samples as the model sees them (and what it reads) to PNG")
@@ -54,3 +75,9 @@ def add_parsers(commands) -> None:
     p.add_argument("--bundle", help="handwriting model bundle: use its ink settings and show what it reads")
     p.add_argument("--flip-y", action="store_true", help="without --bundle: the ink is y-down (screen coordinates)")
     p.add_argument("-o", "--output", required=True, help="PNG path")
+    p = add_command(commands, "orientation", cmd_orientation,
+                    "fit the probe that tells which way up unlabelled ink is; store it in the bundle")
+    p.add_argument("bundle", help="handwriting model bundle, rewritten in place (atomically)")
+    p.add_argument("manifest", help="a TRAINING manifest of the model's data (never dev or test)")
+    p.add_argument("--count", type=int, default=8000, help="inks read both ways to fit on (8000)")
+    add_threads_option(p, meaning="for the model; default: torch's")

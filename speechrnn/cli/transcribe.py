@@ -125,23 +125,49 @@ def saved_by_torch(path: str) -> bool:
     return start.startswith((b"PK\x03\x04", b"\x80"))
 
 
-def split_bundle(items: list[str]) -> tuple[str, list[str]]:
+def split_bundle(items: list[str]) -> tuple[str | None, list[str]]:
     """[MODEL] INPUT... -> (bundle, inputs). The first item is the model when it is a shipped model's name, is
     named .pt, or is a file that torch.save could have written (a zip archive or a pickle); otherwise every item is
-    an input (a recording of another extension, .opus say, is the audio reader's to read or refuse) and the shipped
-    model for the inputs' kind is used: UNIPEN handwriting when they are all ink files, else AN4 speech."""
-    from ..pretrained import MODELS, default_bundle
+    an input and the bundle is None: each input then goes to the shipped model of its kind (by_content)."""
+    from ..pretrained import MODELS
 
     first = items[0]
     if first in MODELS or first.lower().endswith(".pt") or saved_by_torch(first):
         if len(items) == 1:
             raise UserError(f"{first}: taken as the bundle, but no input follows; name files, folders or - after it")
         return first, items[1:]
-    ink = all(item.lower().endswith(INK_EXTENSIONS) for item in items)
-    bundle = default_bundle("ink" if ink else "audio")
-    print(f"model: {bundle.stem}, shipped with speechrnn ({'UNIPEN handwriting' if ink else 'AN4 speech'}; "
-          "--model names another)", file=sys.stderr)
-    return str(bundle), items
+    return None, items
+
+
+def is_ink(path: str) -> bool:
+    """Whether a file holds ink, by its content: a JSON object or an XML document (InkML, IAM-OnDB lineStrokes), which
+    no audio format starts with; by its extension when it is not a regular file (a FIFO is never opened here) or
+    cannot be read (its reader reports why)."""
+    try:
+        if Path(path).is_file():
+            with open(path, "rb") as head:
+                return head.read(256).lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"<"))
+    except OSError:
+        pass
+    return path.lower().endswith(INK_EXTENSIONS)
+
+
+def by_content(paths: list[str]) -> list[tuple[str, list[str]]]:
+    """(shipped bundle, its inputs) for each kind of input present, by content (is_ink): UNIPEN handwriting for ink,
+    AN4 speech for the rest (a recording of another extension, .opus say, is the audio reader's to read or refuse)."""
+    from ..pretrained import default_bundle
+
+    kinds = {path: "ink" if is_ink(path) else "audio" for path in paths}
+    groups = []
+    for kind, name in (("audio", "AN4 speech"), ("ink", "UNIPEN handwriting")):
+        chosen = [path for path in paths if kinds[path] == kind]
+        if chosen:
+            bundle = default_bundle(kind)
+            share = f", {len(chosen)} of the inputs" if len(chosen) < len(paths) else ""
+            print(f"model: {bundle.stem}, shipped with speechrnn ({name}{share}; --model names another)",
+                  file=sys.stderr)
+            groups.append((str(bundle), chosen))
+    return groups
 
 
 def beam_settings(args) -> tuple[str, dict]:
@@ -217,12 +243,18 @@ def cmd_transcribe(args) -> None:
 
     decoding, beam = beam_settings(args)
     set_threads(args.threads)
-    args.bundle, args.inputs = (args.model, args.inputs) if args.model else split_bundle(args.inputs)
-    recognizer = Recognizer.load(args.bundle, device=args.device, decoding=decoding, vad=args.vad,
-                                 split_over=args.split_over, gate=not args.no_gate, **beam)
+    bundle, inputs = (args.model, args.inputs) if args.model else split_bundle(args.inputs)
+    load = partial(Recognizer.load, device=args.device, decoding=decoding, vad=args.vad, split_over=args.split_over,
+                   gate=not args.no_gate, orientation=args.orientation, **beam)
     problems: list[tuple[str, UserError]] = []
-    paths = expand_inputs(args.inputs, INK_EXTENSIONS if recognizer.config.modality == "ink" else AUDIO_EXTENSIONS,
-                          problems)
+    if bundle is None:  # each input to the shipped model of its kind, decided by its content
+        paths = expand_inputs(inputs, AUDIO_EXTENSIONS + INK_EXTENSIONS, problems)
+        groups = [(load(bundle), chosen) for bundle, chosen in by_content(paths)]
+    else:
+        recognizer = load(bundle)
+        paths = expand_inputs(inputs, INK_EXTENSIONS if recognizer.config.modality == "ink" else AUDIO_EXTENSIONS,
+                              problems)
+        groups = [(recognizer, paths)]
     if args.format in ("srt", "vtt") and not args.output and len(paths) + len(problems) > 1:
         raise UserError(f"--format {args.format} writes one file per input: give --output DIR for several inputs")
     targets = output_targets(Path(args.output), paths, args.format, args.overwrite) if args.output else None
@@ -234,10 +266,12 @@ def cmd_transcribe(args) -> None:
     bar = tqdm(total=len(paths), unit="file", desc="transcribe", disable=quiet if len(paths) > 1 else True,
                file=sys.stderr, leave=False)
     partials: dict = {}  # long inputs' outputs being written as they are decoded (partial_outputs)
-    results = recognizer.transcribe_each(paths, args.format in NEEDS_TIMES, chunk=args.chunk,
-                                         long_progress=partial(seconds_bar, disable=quiet),
-                                         long_groups=partial_outputs(targets, args.format, partials))
-    for path, result in zip(paths, results):  # a chunk of files in memory at a time; long ones read in blocks
+    results = ((path, result) for recognizer, chosen in groups
+               for path, result in zip(chosen, recognizer.transcribe_each(
+                   chosen, args.format in NEEDS_TIMES, chunk=args.chunk,
+                   long_progress=partial(seconds_bar, disable=quiet),
+                   long_groups=partial_outputs(targets, args.format, partials))))
+    for path, result in results:  # a chunk of files in memory at a time; long ones read in blocks
         if isinstance(result, UserError):  # unusable audio or ink: reported, and the other files go on
             bar.write(f"error: {result}", file=sys.stderr)
             failed.append(path)
@@ -322,15 +356,17 @@ def add_transcribe_parser(commands) -> None:
         commands, "transcribe", cmd_transcribe, "transcribe audio or ink files",
         usage="speechrnn transcribe [options] [MODEL] INPUT...",
         epilog="examples: `speechrnn transcribe some.wav other.flac` (the shipped an4 model); `speechrnn transcribe "
-               "--model unipen word.json -o out/ -f json`; `cat some.wav | speechrnn transcribe -`. formats: txt "
+               "--model unipen word.json -o out/ -f json`; `cat some.wav | speechrnn transcribe -`; `speechrnn "
+               "transcribe inputs/` (audio to the speech model, ink to the handwriting model, by content). formats: txt "
                "(path<TAB>text), json and jsonl (per input an object: path, text, duration, [gate,] words with start "
                "and end in seconds and a confidence; jsonl one a line; json indented, on stdout a list of "
                "them), srt and vtt (subtitles). With --output DIR, one file per input: DIR/<stem>.<format> (see "
                "--output for inputs that share a stem).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a model first (a shipped model's name, `speechrnn models`, or a .pt bundle file; or give it "
-                        "with --model; left out: the shipped AN4 speech model, or the UNIPEN handwriting model when "
-                        "the inputs are ink files), then audio files (wav, flac, ogg, mp3, sphere) for a speech model, "
+                        "with --model; left out: each input goes to the shipped model of its kind, by its content: "
+                        "ink (JSON, XML) to the UNIPEN handwriting model, the rest to the AN4 speech model), then "
+                        "audio files (wav, flac, ogg, mp3, sphere) for a speech model, "
                         "ink files (.json, .inkml, IAM-OnDB .xml) for a handwriting model, folders of them, or - for "
                         "stdin: audio piped in, or paths one a line")
     p.add_argument("-m", "--model", help="the model, as a name or a bundle file (then every INPUT is an input)")
@@ -355,6 +391,14 @@ def add_transcribe_parser(commands) -> None:
     p.add_argument("--lm-weight", type=float, help="weight of the LM's log10 scores")
     p.add_argument("--word-score", type=float, help="score added per word (with --lexicon)")
     add_hotword_option(p)
+    orientation = p.add_mutually_exclusive_group()
+    orientation.add_argument("--y-down", dest="orientation", action="store_const", const="y-down", default="auto",
+                             help="ink: y grows downwards (screen coordinates), whatever the files say")
+    orientation.add_argument("--y-up", dest="orientation", action="store_const", const="y-up",
+                             help="ink: y grows upwards (tablets, UNIPEN), whatever the files say. Without either, "
+                                  "each ink is read as its file states (IAM-OnDB y down, UNIPEN y up, JSON's "
+                                  "\"y_down\", InkML's Y orientation), and when it does not say, both ways, keeping "
+                                  "the reading that looks upright")
     p.add_argument("--chunk", type=int, default=64, help="files read and decoded at a time (64)")
     p.add_argument("--split-over", type=float, default=30.0, metavar="SECONDS",
                    help="audio longer than this (default 30 s; minutes or hours are fine) is read in blocks, cut "

@@ -164,7 +164,8 @@ def ink_features(ink: Ink, spacing: float = DEFAULT_SPACING, use_time: bool = Fa
 class InkFeatureConfig:
     spacing: float = DEFAULT_SPACING  # resampling step, in normalised heights
     use_time: bool = False  # add the dt feature (needs a time channel)
-    flip_y: bool = False  # true for y-down sources (IAM-OnDB, most InkML); UNIPEN is y-up
+    flip_y: bool = False  # the training data is y-down (screen coordinates, IAM-OnDB); UNIPEN is y-up. An ink
+    # that states its orientation (Ink.y_down) is read as it says
     stack: int = 1  # consecutive points concatenated into one frame by the model's front-end (features.StrokeFrames)
     augment: bool = False  # apply `augment` to training inks
     aug_scale: float = 0.15  # std of the log aspect-ratio change (x stretched, y squeezed or vice versa)
@@ -225,8 +226,13 @@ def augment(ink: Ink, rng: np.random.Generator, config: InkFeatureConfig | None 
     return Ink(out, ink.text)
 
 
-def featurize(ink: Ink, config: InkFeatureConfig, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Features per `config`; with `rng` and `config.augment`, of an augmented copy."""
+def featurize(ink: Ink, config: InkFeatureConfig, rng: np.random.Generator | None = None,
+              y_down: bool | None = None) -> np.ndarray:
+    """Features per `config`; with `rng` and `config.augment`, of an augmented copy. The ink is turned y-up when
+    it is y-down: as `y_down` says, else as the ink states (Ink.y_down), else as `config.flip_y` says of the
+    data the model was trained on."""
+    if y_down is None:
+        y_down = ink.y_down if ink.y_down is not None else config.flip_y
     if rng is not None and config.augment:
         ink = augment(ink, rng, config)
-    return ink_features(ink, spacing=config.spacing, use_time=config.use_time, flip_y=config.flip_y)
+    return ink_features(ink, spacing=config.spacing, use_time=config.use_time, flip_y=y_down)

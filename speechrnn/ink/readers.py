@@ -9,8 +9,13 @@ seconds. Readers:
     manifest lines name it in `ink_filepath` and the item in `ink_index`); `load_ink(entry)` reads either form.
 UNIPEN `.dat` files are read by speechrnn/ink/unipen.py.
 
-Coordinate conventions: UNIPEN's y axis points up, screen formats (IAM-OnDB, most InkML) point down. The
-features (speechrnn/ink/features.py) use y up: pass `flip_y=True` for y-down sources.
+Orientation: an Ink's `y_down` says which way its y axis points, as its source states it: False for UNIPEN
+(tablets, y up), True for IAM-OnDB (screen coordinates), the "y_down" field of the JSON form, and for InkML the
+`orientation` of its Y channel ("-ve": y up, "+ve": y down) when the file states one; None when nothing says (then
+a recognizer decides by reading the ink both ways, speechrnn/orientation.py). The features use y up.
+
+Time: a stroke whose timestamps go backwards (a tablet's clock glitch) is re-timed, each time raised to the latest
+before it, with one warning line on stderr; the points and their order are kept.
 
 Limits (speechrnn/ink/limits.py): every reader refuses an ink of more than `max_ink_points()` points (default
 100,000), and JSON nested deeper than MAX_JSON_DEPTH before it is parsed, with one InkError line.
@@ -19,6 +24,7 @@ Limits (speechrnn/ink/limits.py): every reader refuses an ink of more than `max_
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +40,7 @@ class Ink:
     strokes: list[np.ndarray]
     text: str | None = None
     source: str | None = field(default=None, compare=False, repr=False)  # file or manifest entry, for messages
+    y_down: bool | None = field(default=None, compare=False)  # y grows downwards (screen); None: not stated
 
     @property
     def num_points(self) -> int:
@@ -48,8 +55,9 @@ class Ink:
 
 def check_ink(ink: Ink, where: str) -> Ink:
     """Raise InkError (one line, starting with `where`) unless `ink` has at least two finite points (and at most
-    max_ink_points()) in strokes of shape (N, 2) or (N, 3), all with the same channels, and time never goes
-    backwards within a stroke. Records `where` as the ink's source (for later messages) when it has none."""
+    max_ink_points()) in strokes of shape (N, 2) or (N, 3), all with the same channels. Time that goes backwards
+    within a stroke is repaired (retime_backwards, one warning line). Records `where` as the ink's source (for later
+    messages) when it has none."""
     if not isinstance(ink.strokes, (list, tuple)):
         raise InkError(f"{where}: strokes must be a list of (N, 2) or (N, 3) arrays, not {type(ink.strokes).__name__}")
     widths = set()
@@ -79,15 +87,39 @@ def check_ink(ink: Ink, where: str) -> Ink:
         if not np.isfinite(stroke).all():
             row = int(np.nonzero(~np.isfinite(stroke).all(axis=1))[0][0])
             raise InkError(f"{where}: stroke {k} point {row} is not finite ({stroke[row].tolist()}); fix the source")
-        if stroke.shape[1] == 3 and len(stroke) > 1:
-            back = np.nonzero(np.diff(stroke[:, 2]) < 0)[0]
-            if len(back):
-                i = int(back[0])
-                raise InkError(f"{where}: stroke {k}: time goes backwards at point {i + 1} "
-                               f"({stroke[i + 1, 2]:g} s after {stroke[i, 2]:g} s)")
+    retime_backwards(ink, where)
     if ink.source is None:
         ink.source = where
     return ink
+
+
+_RETIMED: set[str] = set()  # sources already warned about
+
+
+def retime_backwards(ink: Ink, where: str) -> int:
+    """Make time non-decreasing within each stroke: a point stamped earlier than one before it (tablet clock
+    glitches of 10-30 ms are common) gets the latest time before it. Points and their order are kept. Prints one
+    warning line (once per `where`) naming how many points were re-timed and the largest step back; returns that
+    count."""
+    count, worst, first = 0, 0.0, None
+    for k, stroke in enumerate(ink.strokes):
+        if np.ndim(stroke) != 2 or np.shape(stroke)[1] < 3 or len(stroke) < 2:
+            continue
+        t = np.asarray(stroke[:, 2], dtype=np.float64)
+        latest = np.maximum.accumulate(t)
+        back = latest > t
+        if back.any():
+            count += int(back.sum())
+            worst = max(worst, float((latest - t).max()))
+            first = first if first is not None else (k, int(np.argmax(back)))
+            stroke = np.array(stroke, dtype=np.float64)
+            stroke[:, 2] = latest
+            ink.strokes[k] = stroke
+    if count and where not in _RETIMED:  # once per source: training reads its inks every epoch
+        _RETIMED.add(where)
+        print(f"warning: {where}: time goes backwards at {count} point(s) (first: stroke {first[0]} point {first[1]}, "
+              f"by up to {worst * 1000:.0f} ms); re-timed to the latest time before each", file=sys.stderr)
+    return count
 
 
 
@@ -123,10 +155,13 @@ def read_inkml(path: str | Path) -> Ink:
     root = _parse_xml(path, "InkML")
     if _local(root.tag) != "ink":
         raise InkError(f"{path}: not InkML (root element <{_local(root.tag)}>, expected <ink>)")
-    channels = []
+    channels, y_down = [], None
     for element in root.iter():
         if _local(element.tag) == "traceFormat":
-            channels = [(c.get("name") or "").upper() for c in element.iter() if _local(c.tag) == "channel"]
+            elements = [c for c in element.iter() if _local(c.tag) == "channel"]
+            channels = [(c.get("name") or "").upper() for c in elements]
+            stated = [c.get("orientation") for c in elements if (c.get("name") or "").upper() == "Y"]
+            y_down = {"+ve": True, "-ve": False}.get((stated[0] or "").strip()) if stated else None
             break
     channels = channels or ["X", "Y"]
     if "X" not in channels or "Y" not in channels:
@@ -163,7 +198,7 @@ def read_inkml(path: str | Path) -> Ink:
         if _local(child.tag) == "annotation" and child.get("type") == "truth":
             text = (child.text or "").strip()
             break
-    return check_ink(Ink(strokes, text), str(path))
+    return check_ink(Ink(strokes, text, y_down=y_down), str(path))
 
 
 def read_iam_ondb(strokes_xml: str | Path) -> Ink:
@@ -200,7 +235,7 @@ def read_iam_ondb(strokes_xml: str | Path) -> Ink:
         t0 = strokes[0][0, 2]
         for stroke in strokes:
             stroke[:, 2] -= t0
-    return check_ink(Ink(strokes), str(path))
+    return check_ink(Ink(strokes, y_down=True), str(path))
 
 
 def read_iam_ascii(path: str | Path) -> list[str]:
@@ -227,7 +262,7 @@ def read_iam_ascii(path: str | Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- JSON / npz
 
 def read_json(path: str | Path) -> Ink:
-    """`{"strokes": [[[x, y(, t)], ...], ...], "text": optional}`."""
+    """`{"strokes": [[[x, y(, t)], ...], ...], "text": optional, "y_down": optional true | false}`."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -240,13 +275,29 @@ INK_READERS = {".json": read_json, ".inkml": read_inkml, ".xml": read_iam_ondb}
 
 
 def read_ink(path: str | Path) -> Ink:
-    """One ink file, read by its extension: .json (this toolkit's form), .inkml (W3C), .xml (IAM-OnDB lineStrokes)."""
-    reader = INK_READERS.get(Path(path).suffix.lower())
-    if reader is None:
-        raise InkError(f"{path}: unknown ink file type; expected one of {', '.join(INK_READERS)}")
+    """One ink file, read by its extension: .json (this toolkit's form), .inkml (W3C), .xml (IAM-OnDB lineStrokes);
+    a file of another name by its content (a JSON object, an <ink> InkML document, other XML as IAM-OnDB's)."""
     if not Path(path).is_file():
-        raise InkError(f"{path}: file not found")
+        raise InkError(f"{path}: file not found" if not Path(path).exists() else f"{path}: not a regular file")
+    reader = INK_READERS.get(Path(path).suffix.lower()) or reader_by_content(path)
+    if reader is None:
+        raise InkError(f"{path}: neither JSON nor XML, so not ink; expected one of {', '.join(INK_READERS)}")
     return reader(path)
+
+
+def reader_by_content(path: str | Path):
+    """The reader for a file's first bytes: JSON object -> read_json, <ink ...> -> read_inkml, other XML ->
+    read_iam_ondb; None for anything else."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError as err:
+        raise InkError(f"{path}: cannot read ({err.strerror or err})") from None
+    if head.startswith(b"{"):
+        return read_json
+    if head.startswith(b"<"):
+        return read_inkml if b"<ink" in head else read_iam_ondb
+    return None
 
 
 def ink_from_dict(data, where: str) -> Ink:
@@ -264,10 +315,12 @@ def ink_from_dict(data, where: str) -> Ink:
         if arr.size == 0:
             continue
         strokes.append(arr)
-    text = data.get("text")
+    text, y_down = data.get("text"), data.get("y_down")
     if text is not None and not isinstance(text, str):
         raise InkError(f"{where}: \"text\" must be a string")
-    return check_ink(Ink(strokes, text), where)
+    if y_down is not None and not isinstance(y_down, bool):
+        raise InkError(f"{where}: \"y_down\" must be true (y grows downwards, screen coordinates) or false (y up)")
+    return check_ink(Ink(strokes, text, y_down=y_down), where)
 
 
 def ink_to_dict(ink: Ink, decimals: int | None = None) -> dict:
@@ -277,6 +330,8 @@ def ink_to_dict(ink: Ink, decimals: int | None = None) -> dict:
     out = {"strokes": [s.tolist() for s in strokes]}
     if ink.text is not None:
         out["text"] = ink.text
+    if ink.y_down is not None:
+        out["y_down"] = ink.y_down
     return out
 
 

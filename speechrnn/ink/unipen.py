@@ -223,7 +223,7 @@ def parse_unipen(name: str, text: str, load_include: Callable[[str], str], level
                 t0 = strokes[0][0, 2]
                 for stroke in strokes:
                     stroke[:, 2] -= t0
-            ink = check_ink(Ink(strokes, label), where)
+            ink = check_ink(Ink(strokes, label, y_down=False), where)  # UNIPEN tablets: y up
         except InkError as err:
             if on_error is None:
                 raise

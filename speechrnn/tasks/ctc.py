@@ -91,16 +91,25 @@ def evaluate(model: CTCModel, loader, tokenizer: Tokenizer, device: torch.device
 
 
 def init_weights_from(model: CTCModel, path: str, tokenizer: Tokenizer, announce: bool = True) -> None:
-    """Start `model` from the recognizer bundle `path` (same features and vocabulary): every tensor of the same
-    shape is copied, CMVN statistics included. From a bidirectional bundle into a unidirectional model each layer
+    """Start `model` from the recognizer bundle `path` (same features, and a vocabulary that this run's contains): every
+    tensor of the same shape is copied, CMVN statistics included; the CTC head's rows are copied by symbol, so
+    symbols new to this run (a space, for lines) start fresh. From a bidirectional bundle into a unidirectional model each layer
     takes the bundle's direction that reads the same way (backward for model.rnn.reverse), reading only that
     direction's half of the layer below (the CTC head likewise), so a streaming model or an aligner
     (recipes/an4/aligner.sh) starts from an offline recognizer."""
     bundle = load_bundle(path)
-    if bundle["tokenizer"] != tokenizer.to_dict():
-        raise UserError(f"train.init_from={path}: its vocabulary differs from this run's; start from a bundle trained "
-                        f"on the same text settings")
-    source, target = bundle["state_dict"], model.state_dict()
+    symbols = bundle["tokenizer"]["symbols"]
+    if bundle["tokenizer"]["config"] != vars(tokenizer.config) or not set(symbols) <= set(tokenizer.symbols):
+        raise UserError(f"train.init_from={path}: its vocabulary is not part of this run's; start from a bundle "
+                        f"trained on the same text settings")
+    source, target = dict(bundle["state_dict"]), model.state_dict()
+    if symbols != tokenizer.symbols:  # a grown vocabulary (a space for lines, say): the head's rows by symbol
+        rows = torch.tensor([symbols.index(s) if s in symbols else -1 for s in tokenizer.symbols])
+        for name in ("head.weight", "head.bias"):
+            if name in source:
+                grown = target[name].clone()  # (V, ...): new symbols keep their fresh initialisation
+                grown[rows >= 0] = source[name][rows[rows >= 0]].to(grown.dtype)
+                source[name] = grown
     reverse = model.encoder.rnn.config.reverse and any(".backward_layers." in name for name in source)
     copied = 0
     for name, value in target.items():

@@ -24,6 +24,20 @@ async function post(path, body, type) {
   return data;
 }
 
+function showWords(section, words, withTimes) {
+  // each word in bold with its confidence (and, for speech, its time in the recording)
+  const list = $(section + "-words");
+  list.replaceChildren();
+  for (const w of words) {
+    const item = document.createElement("li");
+    const word = document.createElement("b");
+    word.textContent = w.word;
+    const times = withTimes ? `${w.start.toFixed(2)}–${w.end.toFixed(2)} s, ` : "";
+    item.append(word, ` ${times}${Math.round(100 * w.confidence)} %`);
+    list.append(item);
+  }
+}
+
 async function start() {
   let models;
   try {
@@ -61,15 +75,7 @@ const recording = { stream: null, context: null, chunks: [], samples: 0, timer: 
 
 function showAudio(data) {
   $("audio-text").textContent = data.text;
-  const list = $("audio-words");
-  list.replaceChildren();
-  for (const w of data.words) {
-    const item = document.createElement("li");
-    const word = document.createElement("b");
-    word.textContent = w.word;
-    item.append(word, ` ${w.start.toFixed(2)}–${w.end.toFixed(2)} s, ${Math.round(100 * w.confidence)} %`);
-    list.append(item);
-  }
+  showWords("audio", data.words, true);
   const seconds = data.duration.toFixed(1);
   const heard = data.gate && data.gate.speech === false
     ? `no speech heard (${data.gate.reason}): speak closer to the microphone, or louder`
@@ -268,6 +274,7 @@ function clearInk() {
   ink.strokes = [];
   ink.current = ink.pointer = ink.t0 = null;
   $("ink-text").textContent = "";
+  $("ink-words").replaceChildren();
   say("ink", "");
   redraw();
 }
@@ -287,12 +294,14 @@ $("ink-read").addEventListener("click", async () => {
   }
   $("ink").dataset.state = "busy";
   $("ink-text").textContent = "";
+  $("ink-words").replaceChildren();
   say("ink", "recognising…");
   try {
     const data = await post("api/ink", JSON.stringify({ strokes: ink.strokes, y_down: true }), "application/json");
     $("ink-text").textContent = data.text;
+    showWords("ink", data.words, false);  // ink word times are in resampled points: only the confidences
     say("ink", data.text ? `read in ${data.seconds.toFixed(2)} s`
-                         : "nothing recognised: write one word, as large as the box allows");
+                         : "nothing recognised: write a word or a line, as large as the box allows");
   } catch (err) {
     say("ink", `Could not read that writing: ${err.message}`, true);
   }
