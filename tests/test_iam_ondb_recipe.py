@@ -80,8 +80,8 @@ def test_missing_source_parts_are_one_error_line(tmp_path):
 
 
 def test_default_config_takes_the_shipped_handwriting_bundle(capsys):
-    """conf/default.yaml has UNIPEN's model shape and text settings: the shipped words model fills every tensor of
-    a run whose vocabulary adds the space and digits (the head's rows by symbol)."""
+    """conf/default.yaml has UNIPEN's model shape and text settings: the shipped handwriting model fills every
+    tensor of a run whose vocabulary adds digits (the head's rows by symbol)."""
     from speechrnn.bundle import load_bundle
     from speechrnn.config import load_config
     from speechrnn.model import build_model
@@ -92,7 +92,7 @@ def test_default_config_takes_the_shipped_handwriting_bundle(capsys):
     assert config.modality == "ink" and config.ink.flip_y and config.text.case == "keep"
     bundle = REPO / "speechrnn" / "pretrained" / "unipen.pt"
     letters = load_bundle(str(bundle))["tokenizer"]["symbols"][1:]
-    tokenizer = Tokenizer(sorted([*letters, " ", *"0123456789"]), config.text)
+    tokenizer = Tokenizer(sorted({*letters, " ", *"0123456789"}), config.text)
     model = build_model(len(tokenizer), config, training=True)
     init_weights_from(model, str(bundle), tokenizer)
     copied = re.search(r"initialised (\d+) of (\d+) tensors", capsys.readouterr().err)

@@ -23,11 +23,16 @@ def turned_over(ink: Ink, y_down: bool | None) -> Ink:
     return Ink([s * np.array([1.0, -1.0, 1.0][: s.shape[1]]) for s in ink.strokes], ink.text, y_down=y_down)
 
 
-def test_readers_state_what_their_format_says(tmp_path):
-    xml = tmp_path / "a01-000u-01.xml"
-    xml.write_text('<WhiteboardCaptureSession><StrokeSet><Stroke><Point x="1" y="2" time="0.0"/>'
-                   '<Point x="3" y="5" time="0.01"/></Stroke></StrokeSet></WhiteboardCaptureSession>')
-    assert read_iam_ondb(xml).y_down is True
+def test_readers_state_what_their_format_says(tmp_path, capsys):
+    xml = tmp_path / "a01-000u-01.xml"  # IAM-OnDB's layout, with a tablet clock glitch of 20 ms
+    xml.write_text('<WhiteboardCaptureSession><WhiteboardDescription><SensorLocation corner="top_left"/>'
+                   '</WhiteboardDescription><StrokeSet><Stroke colour="black" start_time="1.00" end_time="1.05">'
+                   '<Point x="1" y="2" time="1.00"/><Point x="3" y="5" time="1.03"/><Point x="4" y="6" time="1.01"/>'
+                   '<Point x="5" y="6" time="1.05"/></Stroke></StrokeSet></WhiteboardCaptureSession>')
+    ink = read_iam_ondb(xml)
+    assert ink.y_down is True and np.allclose(ink.strokes[0][:, 2], [0.0, 0.03, 0.03, 0.05])
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith(f"warning: {xml}: time goes backwards at 1 point(s)") and "\n" not in warning
     for stated, expected in (('orientation="-ve"', False), ('orientation="+ve"', True), ("", None)):
         inkml = tmp_path / "w.inkml"
         inkml.write_text(f'<ink xmlns="http://www.w3.org/2003/InkML"><traceFormat><channel name="X"/>'

@@ -18,6 +18,13 @@
 #                 with their open-vocabulary fallback reading with the character LM (tune --fallback:
 #                 model_lexicon_charlm.pt, model_openvocab_charlm.pt), on dev and test; then the scores again
 #                 (stage 4's table with these rows and the words outside train read right)
+#   7  lines      lines and words alike: lines of 2-10 words composed from each writer's words (data_prep/ink_lines.py,
+#                 writer-disjoint like the words), the model of stages 2-6 fine-tuned on words + lines with a space
+#                 token (conf/lines.yaml) into exp/lines; its orientation probe (speechrnn orientation); greedy
+#                 decoding of dev and test words and lines; the decoder of stage 6 (c) (training-word lexicon, its
+#                 fallback read with the character LM) tuned again on dev words + lines; the test words turned
+#                 over to y-down with and without saying so (local/flipped.py); scores -> exp/lines/decode/results.txt;
+#                 a picture of test lines -> exp/lines/test_lines.png
 #
 # Usage: recipes/unipen/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--nproc N] [--unipen PATH]
 #                              [--model BUNDLE] [key=value ...]
@@ -28,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 stage=0
-stop_stage=6
+stop_stage=7
 conf=conf/default.yaml
 model=
 char_lm=../english_lm/exp/default/model.pt
@@ -169,4 +176,48 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     done
   fi
   python local/score.py "$exp" | tee "$exp/decode/results.txt"
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  lines=exp/lines
+  if [ -f exp/data/test_lines.jsonl ]; then
+    log "stage 7: composed lines exist, skipped"
+  else
+    log "stage 7: composing lines of 2-10 words from each writer's words"
+    python ../../data_prep/ink_lines.py --data exp/data
+  fi
+  if [ -f "$lines/model.pt" ]; then
+    log "stage 7: $lines/model.pt exists, skipped"
+  else
+    log "stage 7: fine-tuning $model on words + lines into $lines (log: $lines/train_log.jsonl)"
+    speechrnn train conf/lines.yaml train.exp_dir="$lines" train.init_from="$model" "${overrides[@]}" --resume
+    speechrnn plot "$lines/train_log.jsonl" -o "$lines/train_curves.png"
+    speechrnn orientation "$lines/model.pt" exp/data/train_mixed.jsonl
+  fi
+  for set in dev test dev_lines test_lines; do
+    [ -f "$lines/decode/$set.summary.json" ] || speechrnn eval "$lines/model.pt" "exp/data/$set.jsonl" \
+      --out "$lines/decode" --name "$set"
+  done
+  if [ -f "$lines/decode/test_lines_lexicon_charlm.summary.json" ]; then
+    log "stage 7: tuned decoding done, skipped"
+  else
+    log "stage 7: character LM and training-word lexicon with its fallback, tuned on dev words + lines"
+    cp "$lines/model.pt" "$lines/model_charlm.pt"
+    speechrnn tune "$lines/model_charlm.pt" exp/data/dev_mixed.jsonl --char-lm "$char_lm" --lm-weights 1 1.25 1.5 \
+      --char-bonuses 1 2 3 2>"$lines/tune_charlm.log"  # the middle of stage 6's grid, whose choice was 1.25 / 2
+    speechrnn lm lexicon "$lines/model.pt" exp/data/train.jsonl -o "$lines/words.lex"
+    cp "$lines/model.pt" "$lines/model_lexicon_charlm.pt"
+    speechrnn tune "$lines/model_lexicon_charlm.pt" exp/data/dev_mixed.jsonl --lexicon "$lines/words.lex" \
+      --word-scores 0 --oov-margins inf 4 8 12 16 --fallback "$lines/model_charlm.pt" 2>"$lines/tune_lexicon_charlm.log"
+    for set in dev test dev_lines test_lines; do
+      speechrnn eval "$lines/model_lexicon_charlm.pt" "exp/data/$set.jsonl" --out "$lines/decode" \
+        --name "${set}_lexicon_charlm" --tuned
+    done
+  fi
+  python local/score.py "$lines" | tee "$lines/decode/results.txt"
+  log "stage 7: test words turned over to y-down, with and without saying so"
+  python local/flipped.py "$lines/model_lexicon_charlm.pt" exp/data/test.jsonl --out "$lines/decode" --name test \
+    | tee -a "$lines/decode/results.txt"
+  speechrnn plot-ink --manifest exp/data/test_lines.jsonl --first 5 --stride 311 --bundle "$lines/model.pt" \
+    -o "$lines/test_lines.png"
 fi

@@ -7,7 +7,8 @@ Features (`ink_features`, float32 (T, F)), one row per point after normalising a
   3 cos, 4 sin writing direction (of the chord from the previous to the next point in the stroke); 0, 0 for a
                stroke of one point
   5 cos, 6 sin turning angle at the point (curvature); 1, 0 at stroke ends
-  7 y          height above the writing's vertical centre (median), in heights (tells ascenders from descenders)
+  7 y          height above the writing's centre line (its median y; along a line of words, the windows' medians),
+               in heights (tells ascenders from descenders)
   8 dt         (use_time only) log(1 + dt / 10 ms), dt the time since the previous point, pen-up gaps included
 """
 
@@ -69,39 +70,93 @@ def resample(ink: Ink, spacing: float) -> Ink:
     return Ink([_resample_stroke(s, spacing) for s in _stroke_list(ink)], ink.text)
 
 
-def writing_box(ink: Ink) -> tuple[float, float, float]:
-    """(x origin, y centre, height) of the writing, robust to outliers and to the sampling rate: percentiles of
-    points spaced evenly along the pen path. The height is twice the interquartile y range, about the height of
-    the lower-case letters (of the estimates tried on UNIPEN it varies least between one writer's words, so
-    words with and without ascenders come out the same size); it is at least 1/20 of the 10-90 % x extent
-    (so a dash gets a size), and 1 when the ink has no extent at all. The y centre is the median."""
-    strokes = [s[:, :2] for s in _stroke_list(ink)]
+LINE_WINDOW = 8.0  # heights: ink wider than two such windows (a line of words) is measured window by window
+LINE_SPAN = 3.0  # ink wider than this many windows of its letters' height along the pen path is a line, however
+# tilted (its whole height, and so the windows' width, would be overestimated)
+MIN_WINDOW_POINTS = 30  # of the evenly spaced points: fewer (a gap between words) and a window is not measured
+
+
+def _even_points(strokes: list[np.ndarray], count: int) -> np.ndarray:
+    """About `count` points (N, 2) spaced evenly along the pen path: percentiles of them do not depend on the
+    tablet's sampling rate."""
     length = sum(float(np.hypot(*np.diff(s, axis=0).T).sum()) for s in strokes if len(s) > 1)
     if length > 0:
-        pts = np.concatenate([_resample_stroke(s, length / 400) for s in strokes])
-    else:
-        pts = np.concatenate(strokes)
-    (x10, x90), (y25, y50, y75) = np.percentile(pts[:, 0], [10, 90]), np.percentile(pts[:, 1], [25, 50, 75])
-    height = max(2.0 * (y75 - y25), 0.05 * (x90 - x10))
+        return np.concatenate([_resample_stroke(s, length / count) for s in strokes])
+    return np.concatenate(strokes)
+
+
+def _height(pts: np.ndarray) -> float:
+    """Twice the interquartile y range of `pts`, at least 1/20 of their 10-90 % x extent."""
+    (x10, x90), (y25, y75) = np.percentile(pts[:, 0], [10, 90]), np.percentile(pts[:, 1], [25, 75])
+    return max(2.0 * (y75 - y25), 0.05 * (x90 - x10))
+
+
+def _path_height(pts: np.ndarray, run: int = 50) -> float:
+    """The median height (_height) of runs of `run` consecutive evenly spaced points: the size of the letters
+    along the pen path, whatever the baseline does between them."""
+    runs = [pts[k: k + run] for k in range(0, len(pts) - run + 1, run)] or [pts]
+    return float(np.median([2.0 * np.subtract(*np.percentile(r[:, 1], [75, 25])) for r in runs]))
+
+
+def writing_frame(ink: Ink) -> tuple[float, np.ndarray, np.ndarray, float]:
+    """(x origin, centre-line knots x (K,), their y (K,), height) of the writing, robust to outliers and to the
+    sampling rate (percentiles of points spaced evenly along the pen path). The height is twice the interquartile
+    y range, about the height of the lower-case letters (of the estimates tried on UNIPEN it varies least between
+    one writer's words, so words with and without ascenders come out the same size); at least 1/20 of the 10-90 %
+    x extent (so a dash gets a size), and 1 when the ink has no extent at all. The centre line is the median y (one
+    knot). A line of words, wider than 2 LINE_WINDOWs (or than LINE_SPAN windows of the letters' height along the
+    pen path, _path_height, when it is tilted), is measured in windows about LINE_WINDOW heights wide: the height is
+    the median of the windows' heights about the centre line, which runs through each window's median y, so a
+    baseline that drifts or tilts along the line is followed, not counted as height."""
+    strokes = [s[:, :2] for s in _stroke_list(ink)]
+    pts = _even_points(strokes, 400)
+    x0 = float(pts[:, 0].min())
+    height = _height(pts)
+    knots_x, knots_y = np.array([float(np.median(pts[:, 0]))]), np.array([float(np.median(pts[:, 1]))])
+    local = _path_height(pts)  # a tilted line's whole height grows with its length; along the pen path it does not
+    guess = local if np.ptp(pts[:, 0]) >= LINE_SPAN * LINE_WINDOW * local else height
+    for _ in range(3):  # the windows' width depends on the height, and the height on the windows
+        windows = int(np.ptp(pts[:, 0]) // (LINE_WINDOW * guess)) if guess > 0 else 0
+        if windows < 2:
+            break
+        if len(pts) < 400 * windows:
+            pts = _even_points(strokes, 400 * windows)
+        edges = np.linspace(pts[:, 0].min(), pts[:, 0].max(), windows + 1)
+        which = np.clip(np.searchsorted(edges, pts[:, 0], side="right") - 1, 0, windows - 1)
+        parts = [pts[which == w] for w in range(windows)]
+        parts = [part for part in parts if len(part) >= MIN_WINDOW_POINTS]
+        if len(parts) < 2:
+            break
+        knots_x = np.array([float(np.median(part[:, 0])) for part in parts])
+        knots_y = np.array([float(np.median(part[:, 1])) for part in parts])
+        # heights about the centre line: the tilt within a window is not height either
+        level = [np.column_stack([part[:, 0], part[:, 1] - np.interp(part[:, 0], knots_x, knots_y)]) for part in parts]
+        height = guess = float(np.median([_height(part) for part in level]))
     if not height > 0:
         extent = float(np.ptp(pts, axis=0).max())
         height = extent if extent > 0 else 1.0
-    return float(pts[:, 0].min()), float(y50), float(height)
+    return x0, knots_x, knots_y, float(height)
+
+
+def writing_box(ink: Ink) -> tuple[float, float, float]:
+    """(x origin, y centre, height) of the writing (writing_frame; the centre is its centre line's middle knot)."""
+    x0, _, knots_y, height = writing_frame(ink)
+    return x0, float(np.median(knots_y)), height
 
 
 def normalize(ink: Ink, flip_y: bool = False) -> Ink:
-    """Translate (x from 0, y centred on the writing's median) and scale by the writing's robust height (see
-    `writing_box`), so that size and position do not matter; `flip_y` first turns y-down (screen) coordinates
-    into y-up. Time is kept as is."""
+    """Translate (x from 0, y from the writing's centre line) and scale by the writing's robust height (see
+    `writing_frame`), so that size, position and the drift of a line's baseline do not matter; `flip_y` first turns
+    y-down (screen) coordinates into y-up. Time is kept as is."""
     strokes = _stroke_list(ink)
     if flip_y:
         strokes = [s * np.array([1.0, -1.0] + [1.0] * (s.shape[1] - 2)) for s in strokes]
-    x0, yc, height = writing_box(Ink(strokes))
+    x0, knots_x, knots_y, height = writing_frame(Ink(strokes))
     out = []
     for s in strokes:
         s = s.copy()
+        s[:, 1] = (s[:, 1] - np.interp(s[:, 0], knots_x, knots_y)) / height
         s[:, 0] = (s[:, 0] - x0) / height
-        s[:, 1] = (s[:, 1] - yc) / height
         out.append(s)
     return Ink(out, ink.text)
 

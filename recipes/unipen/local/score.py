@@ -1,6 +1,7 @@
 """CER and word error summary of a finished UNIPEN run (run.sh stage 4): greedy and lexicon-constrained, and where
 stage 6 ran the open-vocabulary lexicon and the character-LM decoding, dev and test, one line each, with how many
-of the words that never occur in the training transcripts were read right.
+of the words that never occur in the training transcripts were read right; for a lines model (stage 7) also the
+composed lines' CER and WER. Reports that are not there are left out.
 
 Usage: python local/score.py exp/default [--train exp/data/train.jsonl]
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 SETS = ("dev", "test", "dev_lexicon", "test_lexicon")
 LM_SETS = tuple(f"{split}_{decoder}" for decoder in ("openvocab", "charlm", "lexicon_charlm", "openvocab_charlm")
                 for split in ("dev", "test"))  # stage 6, when run
+LINE_SETS = tuple(f"{split}_lines{decoder}" for decoder in ("", "_lexicon_charlm") for split in ("dev", "test"))
 
 
 def unseen_right(per_utt: Path, train_words: set[str]) -> tuple[int, int]:
@@ -30,8 +32,12 @@ def main() -> None:
     exp = args.exp
     train_words = {json.loads(line)["text"].replace('"', "") for line in args.train.read_text().splitlines()
                    if line.strip()} if args.train.is_file() else None
-    for name in SETS + tuple(n for n in LM_SETS if (exp / "decode" / f"{n}.summary.json").is_file()):
+    for name in (n for n in SETS + LM_SETS + LINE_SETS if (exp / "decode" / f"{n}.summary.json").is_file()):
         s = json.loads((exp / "decode" / f"{name}.summary.json").read_text())
+        if name in LINE_SETS:  # lines of 2-10 words (stage 7): jiwer's word error rate
+            print(f"{exp.name} {name:15}: CER {100 * s['cer']:.2f} %, WER {100 * s['wer']:.2f} % "
+                  f"({s['utterances']} lines, {s['words']} words)")
+            continue
         line = (f"{exp.name} {name:15}: CER {100 * s['cer']:.2f} %, word error "
                 f"{100 * s['sentence_errors'] / s['utterances']:.2f} % "
                 f"({s['sentence_errors']}/{s['utterances']} words with any character wrong)")
