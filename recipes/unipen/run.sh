@@ -20,7 +20,8 @@
 #                 (stage 4's table with these rows and the words outside train read right)
 #   7  lines      lines and words alike: lines of 2-10 words composed from each writer's words (data_prep/ink_lines.py,
 #                 writer-disjoint like the words), the model of stages 2-6 fine-tuned on words + lines with a space
-#                 token (conf/lines.yaml) into exp/lines; its orientation probe (speechrnn orientation); greedy
+#                 token (conf/lines.yaml) into exp/lines; its orientation probe (speechrnn orientation); its int8
+#                 copy model_int8.pt (what ships), which all that follows decodes: greedy
 #                 decoding of dev and test words and lines; the decoder of stage 6 (c) (training-word lexicon, its
 #                 fallback read with the character LM) tuned again on dev words + lines; the test words turned
 #                 over to y-down with and without saying so (local/flipped.py); scores -> exp/lines/decode/results.txt;
@@ -194,19 +195,21 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     speechrnn plot "$lines/train_log.jsonl" -o "$lines/train_curves.png"
     speechrnn orientation "$lines/model.pt" exp/data/train_mixed.jsonl
   fi
+  # what ships: the int8 bundle (about 4x smaller); everything below decodes it
+  [ -f "$lines/model_int8.pt" ] || speechrnn export "$lines/model.pt" --int8 "$lines/model_int8.pt"
   for set in dev test dev_lines test_lines; do
-    [ -f "$lines/decode/$set.summary.json" ] || speechrnn eval "$lines/model.pt" "exp/data/$set.jsonl" \
+    [ -f "$lines/decode/$set.summary.json" ] || speechrnn eval "$lines/model_int8.pt" "exp/data/$set.jsonl" \
       --out "$lines/decode" --name "$set"
   done
   if [ -f "$lines/decode/test_lines_lexicon_charlm.summary.json" ]; then
     log "stage 7: tuned decoding done, skipped"
   else
     log "stage 7: character LM and training-word lexicon with its fallback, tuned on dev words + lines"
-    cp "$lines/model.pt" "$lines/model_charlm.pt"
+    cp "$lines/model_int8.pt" "$lines/model_charlm.pt"
     speechrnn tune "$lines/model_charlm.pt" exp/data/dev_mixed.jsonl --char-lm "$char_lm" --lm-weights 1 1.25 1.5 \
       --char-bonuses 1 2 3 2>"$lines/tune_charlm.log"  # the middle of stage 6's grid, whose choice was 1.25 / 2
-    speechrnn lm lexicon "$lines/model.pt" exp/data/train.jsonl -o "$lines/words.lex"
-    cp "$lines/model.pt" "$lines/model_lexicon_charlm.pt"
+    speechrnn lm lexicon "$lines/model_int8.pt" exp/data/train.jsonl -o "$lines/words.lex"
+    cp "$lines/model_int8.pt" "$lines/model_lexicon_charlm.pt"
     speechrnn tune "$lines/model_lexicon_charlm.pt" exp/data/dev_mixed.jsonl --lexicon "$lines/words.lex" \
       --word-scores 0 --oov-margins inf 4 8 12 16 --fallback "$lines/model_charlm.pt" 2>"$lines/tune_lexicon_charlm.log"
     for set in dev test dev_lines test_lines; do
@@ -216,8 +219,10 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   fi
   python local/score.py "$lines" | tee "$lines/decode/results.txt"
   log "stage 7: test words turned over to y-down, with and without saying so"
-  python local/flipped.py "$lines/model_lexicon_charlm.pt" exp/data/test.jsonl --out "$lines/decode" --name test \
+  python local/flipped.py "$lines/model_int8.pt" exp/data/test.jsonl --out "$lines/decode" --name test_greedy --greedy \
     | tee -a "$lines/decode/results.txt"
-  speechrnn plot-ink --manifest exp/data/test_lines.jsonl --first 5 --stride 311 --bundle "$lines/model.pt" \
+  python local/flipped.py "$lines/model_lexicon_charlm.pt" exp/data/test.jsonl --out "$lines/decode" \
+    --name test_lexicon_charlm | tee -a "$lines/decode/results.txt"
+  speechrnn plot-ink --manifest exp/data/test_lines.jsonl --first 5 --stride 311 --bundle "$lines/model_lexicon_charlm.pt" \
     -o "$lines/test_lines.png"
 fi

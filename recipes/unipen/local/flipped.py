@@ -1,6 +1,6 @@
-"""Which way is up, measured: a manifest's inks read through a bundle as stored (UNIPEN: y up), turned over into
-screen coordinates (y down) with the ink saying so (Ink.y_down), and turned over saying nothing (the recognizer
-decides, speechrnn/orientation.py). Prints CER, word error (jiwer WER) and the share of inputs with any character
+"""Which way is up, measured: a manifest's inks read through a bundle as UNIPEN's files give them (y up, as the
+reader states), turned over into screen coordinates (y down) with the ink saying so (Ink.y_down), and turned over
+saying nothing (the recognizer decides, speechrnn/orientation.py). Prints CER, word error (jiwer WER) and the share of inputs with any character
 wrong for each way; writes OUT/<name>_<way>.{per_utt.jsonl,summary.json}.
 
 Usage: python local/flipped.py exp/lines/model.pt exp/data/test.jsonl --out exp/lines/decode --name test [--greedy]
@@ -25,6 +25,11 @@ def turned_over(ink: Ink, say: bool) -> Ink:
                y_down=True if say else None)
 
 
+def stated_up(ink: Ink) -> Ink:
+    ink.y_down = False  # what data_prep/unipen.py's reader states of UNIPEN's tablets
+    return ink
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle")
@@ -36,7 +41,7 @@ def main() -> None:
     recognizer = Recognizer.load(args.bundle, decoding="greedy" if args.greedy else "tuned")
     entries = read_manifest(args.manifest, INK_FIELDS)
     refs = [recognizer.tokenizer.decode(recognizer.tokenizer.encode(e["text"])) for e in entries]
-    ways = {"stored": lambda ink: ink, "ydown_stated": lambda ink: turned_over(ink, True),
+    ways = {"yup_stated": stated_up, "ydown_stated": lambda ink: turned_over(ink, True),
             "ydown_unstated": lambda ink: turned_over(ink, False)}
     for way, transform in ways.items():
         started, hyps = time.time(), []
