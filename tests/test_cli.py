@@ -86,7 +86,7 @@ def test_every_command_has_a_handler():
                       "lm build": ["t", "-o", "a"], "lm lexicon": ["b", "t", "-o", "l"], "add-aligner": ["b", "a"],
                       "lm wordlist": ["b", "w", "--lexicon", "l", "--arpa", "a"], "lm train": ["c"], "lm score": ["m", "t"],
                       "lm generate": ["b"],
-                      "export": ["b"], "plot-ink": ["-o", "p"], "classify train": ["c"], "classify eval": ["b", "m"],
+                      "export": ["b"], "plot-ink": ["-o", "p"], "orientation": ["b", "m"], "classify train": ["c"], "classify eval": ["b", "m"],
                       "classify adapt": ["b", "m", "-o", "a"], "tagger labels": ["b", "m", "--out", "o"],
                       "tagger train": ["c"], "tagger eval": ["b", "m", "l"], "serve": [], "mic": [], "models": []}[command]
         args = parser.parse_args(words + positional)

@@ -53,7 +53,6 @@ def bad_inks() -> dict[str, bytes]:
         "one_point.json": b'{"strokes": [[[1, 2]]]}',
         "list.json": b"[1, 2, 3]",
         "empty.json": b"",
-        "back_in_time.json": b'{"strokes": [[[1, 2, 5], [3, 4, 1]]]}',
         "over.inkml": ('<ink xmlns="http://www.w3.org/2003/InkML"><trace>'
                        + ", ".join(f"{i} {i % 5}" for i in range(1500)) + "</trace></ink>").encode(),
         "broken.inkml": b"<ink><trace>1 2, 3",
