@@ -277,6 +277,22 @@ def decode_batch(log_probs: list[np.ndarray], scorer, config: FusionConfig) -> l
     return results
 
 
+CHUNK_FRAMES = 40_000  # frames searched in lock step: the LM states cached for their prefixes take about 60 KB a
+# frame (measured on UNIPEN lines), so a chunk stays within a few GB however many utterances a call brings
+
+
+def frame_chunks(utterances: list[np.ndarray], limit: int = CHUNK_FRAMES) -> list[list[np.ndarray]]:
+    """Consecutive utterances (T, V) grouped so that each group holds at most `limit` frames (or one utterance)."""
+    chunks, frames = [[]], 0
+    for rows in utterances:
+        if chunks[-1] and frames + len(rows) > limit:
+            chunks.append([])
+            frames = 0
+        chunks[-1].append(rows)
+        frames += len(rows)
+    return chunks
+
+
 class FusionDecoder:
     """BeamDecoder's interface (decode(log_probs, lens) -> n-best Hypothesis lists) for prefix beam search with an LM
     scorer. The utterances of a call are searched in lock step in this process (decode_batch)."""
@@ -287,8 +303,11 @@ class FusionDecoder:
     def decode(self, log_probs: torch.Tensor, lens: torch.Tensor | None = None) -> list[list[Hypothesis]]:
         log_probs = log_probs.detach().float().cpu().numpy()  # (B, T, V)
         lens = [log_probs.shape[1]] * len(log_probs) if lens is None else torch.as_tensor(lens).reshape(-1).tolist()
+        utterances = [rows[:frames] for rows, frames in zip(log_probs, lens)]
         results = []
-        for nbest in decode_batch([rows[:frames] for rows, frames in zip(log_probs, lens)], self.scorer, self.config):
+        searched = (found for chunk in frame_chunks(utterances)
+                    for found in decode_batch(chunk, self.scorer, self.config))
+        for nbest in searched:
             texts = [self.tokenizer.decode(list(tokens)) for tokens, _, _ in nbest]
             results.append([Hypothesis(text=text, score=score, tokens=list(tokens), timesteps=list(starts),
                                        words=text.split()) for text, (tokens, score, starts) in zip(texts, nbest)])

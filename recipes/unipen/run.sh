@@ -22,8 +22,8 @@
 #                 writer-disjoint like the words), the model of stages 2-6 fine-tuned on words + lines with a space
 #                 token (conf/lines.yaml) into exp/lines; its orientation probe (speechrnn orientation); its int8
 #                 copy model_int8.pt (what ships), which all that follows decodes: greedy
-#                 decoding of dev and test words and lines; the decoder of stage 6 (c) (training-word lexicon, its
-#                 fallback read with the character LM) tuned again on dev words + lines; the test words turned
+#                 decoding of dev and test words and lines; the training-word lexicon with its open-vocabulary
+#                 fallback tuned on dev words + lines; the test words turned
 #                 over to y-down with and without saying so (local/flipped.py); scores -> exp/lines/decode/results.txt;
 #                 a picture of test lines -> exp/lines/test_lines.png
 #
@@ -201,28 +201,24 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     [ -f "$lines/decode/$set.summary.json" ] || speechrnn eval "$lines/model_int8.pt" "exp/data/$set.jsonl" \
       --out "$lines/decode" --name "$set"
   done
-  if [ -f "$lines/decode/test_lines_lexicon_charlm.summary.json" ]; then
-    log "stage 7: tuned decoding done, skipped"
+  if [ -f "$lines/decode/test_lines_lexicon.summary.json" ]; then
+    log "stage 7: lexicon decoding done, skipped"
   else
-    log "stage 7: character LM and training-word lexicon with its fallback, tuned on dev words + lines"
-    cp "$lines/model_int8.pt" "$lines/model_charlm.pt"
-    speechrnn tune "$lines/model_charlm.pt" exp/data/dev_mixed.jsonl --char-lm "$char_lm" --lm-weights 1 1.25 \
-      --char-bonuses 2 3 2>"$lines/tune_charlm.log"  # around stage 6's choice (1.25 / 2): dev is larger here
+    log "stage 7: training-word lexicon with its open-vocabulary fallback (greedy), tuned on dev words + lines"
     speechrnn lm lexicon "$lines/model_int8.pt" exp/data/train.jsonl -o "$lines/words.lex"
-    cp "$lines/model_int8.pt" "$lines/model_lexicon_charlm.pt"
-    speechrnn tune "$lines/model_lexicon_charlm.pt" exp/data/dev_mixed.jsonl --lexicon "$lines/words.lex" \
-      --word-scores 0 --oov-margins inf 8 12 16 --fallback "$lines/model_charlm.pt" 2>"$lines/tune_lexicon_charlm.log"
+    cp "$lines/model_int8.pt" "$lines/model_lexicon.pt"
+    speechrnn tune "$lines/model_lexicon.pt" exp/data/dev_mixed.jsonl --lexicon "$lines/words.lex" \
+      --word-scores -2 0 2 --oov-margins inf 8 12 16 2>"$lines/tune_lexicon.log"
     for set in dev test dev_lines test_lines; do
-      speechrnn eval "$lines/model_lexicon_charlm.pt" "exp/data/$set.jsonl" --out "$lines/decode" \
-        --name "${set}_lexicon_charlm" --tuned
+      speechrnn eval "$lines/model_lexicon.pt" "exp/data/$set.jsonl" --out "$lines/decode" --name "${set}_lexicon" --tuned
     done
   fi
   python local/score.py "$lines" | tee "$lines/decode/results.txt"
   log "stage 7: test words turned over to y-down, with and without saying so"
   python local/flipped.py "$lines/model_int8.pt" exp/data/test.jsonl --out "$lines/decode" --name test_greedy --greedy \
     | tee -a "$lines/decode/results.txt"
-  python local/flipped.py "$lines/model_lexicon_charlm.pt" exp/data/test.jsonl --out "$lines/decode" \
-    --name test_lexicon_charlm | tee -a "$lines/decode/results.txt"
-  speechrnn plot-ink --manifest exp/data/test_lines.jsonl --first 5 --stride 311 --bundle "$lines/model_lexicon_charlm.pt" \
+  python local/flipped.py "$lines/model_lexicon.pt" exp/data/test.jsonl --out "$lines/decode" \
+    --name test_lexicon | tee -a "$lines/decode/results.txt"
+  speechrnn plot-ink --manifest exp/data/test_lines.jsonl --first 5 --stride 311 --bundle "$lines/model_lexicon.pt" \
     -o "$lines/test_lines.png"
 fi

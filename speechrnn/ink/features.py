@@ -131,7 +131,9 @@ def writing_frame(ink: Ink) -> tuple[float, np.ndarray, np.ndarray, float]:
         knots_y = np.array([float(np.median(part[:, 1])) for part in parts])
         # heights about the centre line: the tilt within a window is not height either
         level = [np.column_stack([part[:, 0], part[:, 1] - np.interp(part[:, 0], knots_x, knots_y)]) for part in parts]
-        height = guess = float(np.median([_height(part) for part in level]))
+        # never under half the letters' height along the pen path: a long flat scribble would otherwise come out
+        # a few points high and hundreds of heights long
+        height = guess = max(float(np.median([_height(part) for part in level])), 0.5 * local)
     if not height > 0:
         extent = float(np.ptp(pts, axis=0).max())
         height = extent if extent > 0 else 1.0
