@@ -78,7 +78,7 @@ def test_init_from_takes_the_forward_direction(pair):
                        source["encoder.rnn.backward_layers.1.weight_ih_l0"][:, 16:])
     assert torch.equal(reverse.state_dict()["head.weight"], source["head.weight"][:, 16:])
     other = Tokenizer.build(["SOMETHING ELSE"], config.text)
-    with pytest.raises(UserError, match="vocabulary differs"):
+    with pytest.raises(UserError, match="vocabulary is not part of this run's"):
         init_weights_from(build_model(len(other), config), str(recognizer), other, announce=False)
 
 

@@ -107,8 +107,10 @@ def init_weights_from(model: CTCModel, path: str, tokenizer: Tokenizer, announce
         rows = torch.tensor([symbols.index(s) if s in symbols else -1 for s in tokenizer.symbols])
         for name in ("head.weight", "head.bias"):
             if name in source:
-                grown = target[name].clone()  # (V, ...): new symbols keep their fresh initialisation
-                grown[rows >= 0] = source[name][rows[rows >= 0]].to(grown.dtype)
+                grown = source[name].new_zeros((len(rows), *source[name].shape[1:]))  # (V, ...) in the bundle's width
+                if grown.shape == target[name].shape:  # new symbols keep their fresh initialisation
+                    grown.copy_(target[name])
+                grown[rows >= 0] = source[name][rows[rows >= 0]]
                 source[name] = grown
     reverse = model.encoder.rnn.config.reverse and any(".backward_layers." in name for name in source)
     copied = 0
