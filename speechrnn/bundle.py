@@ -158,10 +158,13 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CT
     """Bundle -> (model in eval mode on `device`, tokenizer, config, bundle extras). The bundle's aligners, where
     it has them, are extras[role]["model"] for role in ALIGNERS (also in eval mode on `device`)."""
     bundle = load_bundle(path)
-    if bundle.get("extra", {}).get("task") == "classify":
-        raise BundleError(f"{path}: an utterance classifier, not a recognizer; use `speechrnn classify eval`")
-    if bundle.get("extra", {}).get("task") == "tagger":
-        raise BundleError(f"{path}: a speech / non-speech frame tagger, not a recognizer; use `speechrnn tagger eval`")
+    other_tasks = {"classify": "an utterance classifier, not a recognizer; use `speechrnn classify eval`",
+                   "tagger": "a speech / non-speech frame tagger, not a recognizer; use `speechrnn tagger eval`",
+                   "lm": "a character language model, not a recognizer; use `speechrnn lm score` or `lm generate`",
+                   "synthesis": "a handwriting synthesis network (it writes, it does not read); use `speechrnn write`"}
+    task = bundle.get("extra", {}).get("task")
+    if task in other_tasks:
+        raise BundleError(f"{path}: {other_tasks[task]}")
     config = from_dict(bundle["config"])
     tokenizer = Tokenizer.from_dict(bundle["tokenizer"])
     model = build_model(len(tokenizer), config)

@@ -101,6 +101,42 @@ def plot_inks(inks: list, output: str | Path, config=None, titles: list[str] | N
     return output
 
 
+def draw_inks(inks: list, output: str | Path, titles: list[str] | None = None, columns: int = 1,
+              height_in: float = 0.9) -> Path:
+    """The inks in a grid of `columns`, each drawn as written (y up unless it says y_down), at one scale: a writing
+    height of the normalised ink the synthesis network writes is `height_in` inches. PNG (or any format matplotlib
+    infers from `output`'s suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(inks) // columns)
+    spans = [np.ptp(np.concatenate([np.asarray(s)[:, :2] for s in ink.strokes if len(s)]), axis=0) for ink in inks]
+    width = min(max(span[0] for span in spans), 16.0) + 0.6  # a runaway ink is shrunk into a cell, not the page grown
+    height = min(max(span[1] for span in spans), 4.0) + 0.6
+    fig, axes = plt.subplots(rows, columns, squeeze=False,
+                             figsize=(columns * width * height_in, rows * (height + (0.5 if titles else 0)) * height_in))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for k, ink in enumerate(inks):
+        ax = axes.flat[k]
+        sign = -1.0 if ink.y_down else 1.0
+        for stroke in ink.strokes:
+            stroke = np.asarray(stroke)
+            if len(stroke):
+                ax.plot(stroke[:, 0], sign * stroke[:, 1], "k-", linewidth=1.2, solid_capstyle="round")
+        ax.set_aspect("equal")
+        ax.margins(0.05)
+        if titles:
+            ax.set_title(titles[k], fontsize=8)
+    fig.tight_layout()
+    output = Path(output)
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
+    return output
+
+
 def plot_alignment(feats, feat_shift: float, log_probs, frame_shift: float, symbols: list[str], words,
                    output: str | Path, title: str = "") -> Path:
     """Three rows on one time axis (seconds): the log-mel features, the CTC posteriors of each symbol over the

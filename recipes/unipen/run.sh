@@ -26,6 +26,12 @@
 #                 fallback tuned on dev words + lines; the test words turned
 #                 over to y-down with and without saying so (local/flipped.py); scores -> exp/lines/decode/results.txt;
 #                 a picture of test lines -> exp/lines/test_lines.png
+#   8  writing    handwriting synthesis (text -> pen strokes, conf/synthesis.yaml) trained on the words + lines of
+#                 stage 7 into exp/synthesis, and the unconditional network of the same size for comparison
+#                 (model.attention=false, exp/synthesis_unconditional); local/synthesis.py: the default bias chosen
+#                 on dev words of the general-English list (stored in the bundle), legibility of 1,000 test words
+#                 read by the shipped recogniser, NLL per point of test writers' words, style, speed, a picture
+#                 -> exp/synthesis/eval/results.json, exp/synthesis/written_words.png
 #
 # Usage: recipes/unipen/run.sh [--stage N] [--stop-stage M] [--conf conf/X.yaml] [--tag NAME] [--nproc N] [--unipen PATH]
 #                              [--model BUNDLE] [key=value ...]
@@ -36,7 +42,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 stage=0
-stop_stage=7
+stop_stage=8
+synthesis_epochs=  # train.max_epochs of the unconditional network (default: conf/synthesis.yaml's)
 conf=conf/default.yaml
 model=
 char_lm=../english_lm/exp/default/model.pt
@@ -221,4 +228,23 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     --name test_lexicon | tee -a "$lines/decode/results.txt"
   speechrnn plot-ink --manifest exp/data/test_lines.jsonl --first 5 --stride 311 --bundle "$lines/model_lexicon.pt" \
     -o "$lines/test_lines.png"
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  for run in synthesis synthesis_unconditional; do
+    if [ -f "exp/$run/model.pt" ]; then
+      log "stage 8: exp/$run/model.pt exists, skipped"
+      continue
+    fi
+    log "stage 8: training exp/$run (log: exp/$run/train_log.jsonl)"
+    extra=()
+    if [ "$run" = synthesis_unconditional ]; then
+      extra=(model.attention=false ${synthesis_epochs:+train.max_epochs=$synthesis_epochs})
+    fi
+    speechrnn synthesis train --resume conf/synthesis.yaml train.exp_dir="exp/$run" "${extra[@]}"
+  done
+  [ -f ../english_lm/exp/text/words.tsv ] || ../english_lm/run.sh --stop-stage 0
+  log "stage 8: legibility, fit, style, speed"
+  python local/synthesis.py exp/synthesis/model.pt --unconditional exp/synthesis_unconditional/model.pt \
+    --recognizer unipen --out exp/synthesis/eval --picture exp/synthesis/written_words.png
 fi

@@ -1,5 +1,5 @@
 """`speechrnn` command line: train | stats | plot | eval | tune | calibrate | transcribe | align | lm | add-aligner |
-export | plot-ink | orientation | classify | tagger | serve | mic.
+export | plot-ink | orientation | write | synthesis | classify | tagger | serve | mic.
 
 One parser: each module of this package registers its command group with `add_parsers(commands)`, every command
 with `set_defaults(run=handler)`. Handlers import the library (and torch) when they run, never here, so that
@@ -10,12 +10,12 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
-from . import bundle, classify, evaluate, ink, lm, mic, models, serve, tagger, train, transcribe
+from . import bundle, classify, evaluate, ink, lm, mic, models, serve, tagger, train, transcribe, write
 from .examples import add_examples
 
 EPILOG = "Run `speechrnn COMMAND --help` for a command's options. Recipes: recipes/<corpus>/run.sh."
 # in --help's order
-COMMAND_GROUPS = (models, transcribe, train, evaluate, lm, bundle, ink, classify, tagger, serve, mic)
+COMMAND_GROUPS = (models, transcribe, write, train, evaluate, lm, bundle, ink, classify, tagger, serve, mic)
 
 
 def build_parser() -> argparse.ArgumentParser:

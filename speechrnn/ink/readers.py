@@ -5,6 +5,7 @@ seconds. Readers:
   - `read_inkml(path)`             W3C InkML `<trace>` elements, optional `<annotation type="truth">`;
   - `read_iam_ondb(strokes_xml)`   IAM-OnDB lineStrokes XML; `read_iam_ascii(path)` its transcription (`CSR:` block);
   - `read_json(path)` / `write_json(ink, path)`  `{"strokes": [[[x, y, t], ...], ...], "text": ...}`;
+  - `ink_to_inkml(ink)`, `ink_to_svg(ink)`  an ink as an InkML or SVG document (what `speechrnn write` writes);
   - `InkStore(path)` / `write_ink_store(path, inks)`  many inks in one `.npz` (what data_prep/unipen.py writes;
     manifest lines name it in `ink_filepath` and the item in `ink_index`); `load_ink(entry)` reads either form.
 UNIPEN `.dat` files are read by speechrnn/ink/unipen.py.
@@ -340,6 +341,48 @@ def write_json(ink: Ink, path: str | Path, decimals: int | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(ink_to_dict(ink, decimals), ensure_ascii=False), encoding="utf-8")
+
+
+def ink_to_inkml(ink: Ink, decimals: int = 3) -> str:
+    """`ink` as a W3C InkML document (read back by read_inkml): a trace per stroke, the Y channel's orientation as
+    the ink states it, the text as the truth annotation."""
+    from xml.sax.saxutils import escape
+
+    has_time = ink.has_time
+    channels = ['<channel name="X" type="decimal"/>',
+                '<channel name="Y" type="decimal"' + ({True: ' orientation="+ve"', False: ' orientation="-ve"'}
+                                                       .get(ink.y_down, "")) + "/>"]
+    if has_time:
+        channels.append('<channel name="T" type="decimal" units="s"/>')
+    traces = []
+    for stroke in ink.strokes:
+        stroke = np.asarray(stroke, dtype=np.float64)[:, :3 if has_time else 2]
+        if len(stroke):
+            traces.append("<trace>" + ", ".join(" ".join(f"{v:.{decimals}f}" for v in point) for point in stroke)
+                          + "</trace>")
+    text = f'<annotation type="truth">{escape(ink.text)}</annotation>\n' if ink.text is not None else ""
+    return ('<ink xmlns="http://www.w3.org/2003/InkML">\n<definitions><context xml:id="ctx"><traceFormat>'
+            + "".join(channels) + "</traceFormat></context></definitions>\n" + text + "\n".join(traces) + "\n</ink>\n")
+
+
+def ink_to_svg(ink: Ink, height_px: float = 80.0, margin: float = 0.5, line_width: float = 0.08) -> str:
+    """`ink` drawn as an SVG document, a polyline per stroke, scaled so that a writing height (the unit of the
+    normalised ink the synthesis network writes) is `height_px` pixels; `margin` and `line_width` in the ink's
+    units. y is flipped for the screen unless the ink is y_down."""
+    from xml.sax.saxutils import escape
+
+    strokes = [np.asarray(s, dtype=np.float64)[:, :2] for s in ink.strokes if len(s)]
+    points = np.concatenate(strokes) if strokes else np.zeros((1, 2))
+    sign = 1.0 if ink.y_down else -1.0
+    (x0, y0), (x1, y1) = points.min(0), points.max(0)
+    top = y0 if ink.y_down else -y1
+    width, height = (x1 - x0) + 2 * margin, (y1 - y0) + 2 * margin
+    lines = [" ".join(f"{x - x0 + margin:.3f},{sign * y - top + margin:.3f}" for x, y in stroke) for stroke in strokes]
+    title = f"<title>{escape(ink.text)}</title>" if ink.text else ""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * height_px:.0f}" height="{height * height_px:.0f}" '
+            f'viewBox="0 0 {width:.3f} {height:.3f}">{title}<g fill="none" stroke="black" stroke-width="{line_width}" '
+            'stroke-linecap="round" stroke-linejoin="round">'
+            + "".join(f'<polyline points="{line}"/>' for line in lines) + "</g></svg>\n")
 
 
 def write_ink_store(path: str | Path, inks: list[Ink], ids: list[str] | None = None) -> None:

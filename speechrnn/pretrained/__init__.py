@@ -16,8 +16,8 @@ FOLDER = Path(__file__).resolve().parent
 class ShippedModel:
     name: str
     file: str
-    modality: str  # audio | ink
-    knows: str  # what it recognises, in a sentence
+    modality: str  # audio | ink (recognisers) | synthesis (writes ink)
+    knows: str  # what it recognises (or writes), in a sentence
     scores: str  # its held-out numbers and where they come from
 
     @property
@@ -35,8 +35,12 @@ MODELS = {model.name: model for model in (
                  "read with a lexicon of the 12,938 UNIPEN training words",
                  "UNIPEN test: composed lines WER 19.53 %, CER 5.21 %; isolated words 13.93 % wrong "
                  "(recipes/unipen/RESULTS.md)"),
+    ShippedModel("unipen-writer", "unipen-writer.pt", "synthesis",
+                 "writes English words and lines in the letters A-Z, a-z and the space as pen strokes "
+                 "(`speechrnn write`), in its own hand or in the style of a sample",
+                 "SCORES PENDING (recipes/unipen/RESULTS.md)"),
 )}
-DEFAULTS = {"audio": "an4", "ink": "unipen"}  # the model used for each kind of input when none is named
+DEFAULTS = {"audio": "an4", "ink": "unipen", "synthesis": "unipen-writer"}  # the model used when none is named
 
 
 def shipped(name: str) -> ShippedModel:
