@@ -1,9 +1,12 @@
-"""`speechrnn serve`: try models in a browser. Record speech, or write on a canvas, and see what the models read.
+"""`speechrnn serve`: try models in a browser. Record speech, or write on a canvas, and see what the models read;
+type words and see a synthesis network write them, in its own hand or in the style of a sample.
 
 One page (speechrnn/web/: index.html, app.js, style.css, worklet.js; no build step) and a JSON API, served by
 the standard library's ThreadingHTTPServer:
 
-  GET  /api/models      the loaded models: {"audio": {...} or null, "ink": {...} or null, "max_upload_bytes": N}
+  GET  /api/models      the loaded models: {"audio": {...} or null, "ink": {...} or null, "writer": {...} or null,
+                        "max_upload_bytes": N}; the writer's: {"bundle", "writes" (its characters, the space
+                        aside), "spaces", "knows", "how", "max_chars", "default_bias"}
   POST /api/transcribe  body: an audio file (WAV, FLAC, OGG or MP3, any rate and channel count; the page sends
                         16-bit PCM WAV), Content-Type audio/*, application/octet-stream or none (curl
                         --data-binary @x.wav), or a multipart/form-data upload (curl -F file=@x.wav)
@@ -14,14 +17,30 @@ the standard library's ThreadingHTTPServer:
 
 Both answer {"text", "words": [{"word", "start", "end", "confidence"}], "duration", "seconds"} (word times in
 seconds for audio, in resampled points for ink; "seconds": the time the request waited for the model and was
-decoded). Bad input gets an HTTP error with {"error": "what went wrong, and what to do"}: 400 (empty or
+decoded).
+
+  POST /api/write       body: JSON {"text": "hello world", "bias": 1.0, "seed": 0, "temperature": 1.0,
+                        "style": {"strokes": [[[x, y, t], ...], ...], "y_down": true}, "style_text": "..."}, all but
+                        "text" optional: bias 0 to 10 (default the writer's, 1: larger writes neater), temperature
+                        0 to 2 (default 1), seed an integer from 0 to 2^32 - 1 (default 0; the same seed writes the
+                        same ink); "style" a sample of handwriting to imitate (its "y_down" stated), "style_text"
+                        what it says (left out, the loaded handwriting recognizer reads it; 400 when none is loaded)
+                        -> {"text", "strokes": [[[x, y], ...], ...] (in writing heights, y up, in the order written),
+                        "finished" (false: stopped at the cap of points before the network finished the text),
+                        "seconds", "style_text" (with a style: as given, or as read)}. The writer writes one text at
+                        a time (tasks/synthesis/inference.py write()); 404 when no writer is loaded (`speechrnn serve
+                        unipen-writer`, or a bundle of `speechrnn synthesis train`), 400 for an empty text, one over
+                        200 characters, characters the writer cannot write or a value out of range.
+
+Bad input gets an HTTP error with {"error": "what went wrong, and what to do"}: 400 (empty or
 malformed), 411 (no Content-Length), 413 (over the upload limit, the audio length limit --max-audio-seconds or
 the ink points limit --max-ink-points), 415 (not audio, not JSON); a full queue gets 503 with a Retry-After
 header. A client that disconnects or stalls mid-upload only loses its own request.
 
 Requests are served concurrently (one thread each: reading, decoding the audio file, ink features); each model is
 loaded once and run by one worker thread that decodes the waiting requests together, up to --batch at a time
-(speechrnn/batching.py); --batch 1 decodes them one at a time.
+(speechrnn/batching.py); --batch 1 decodes them one at a time. Write requests take turns at the writer (at most
+--max-queue waiting, more get 503).
 """
 
 import io
@@ -29,23 +48,22 @@ import ipaddress
 import json
 import socket
 import sys
+import threading
 import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
 
 from .batching import Batcher, Busy, Long
 from .errors import UserError
+from .pretrained import DEFAULTS
 from .uploads import FORM_TYPES, uploaded_file
-
-if TYPE_CHECKING:
-    from .recognizer import Recognizer
 
 WEB = Path(__file__).resolve().parent / "web"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -53,6 +71,8 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 MB = 1_000_000
 CLIENT_TIMEOUT = 30.0  # seconds a client may stall mid-request before its connection is dropped
 MAX_AUDIO_SECONDS = 120.0  # default longest recording per request
+WRITER = DEFAULTS["synthesis"]  # the shipped synthesis bundle served by default, when the install has it
+BIAS_RANGE, TEMPERATURE_RANGE, SEED_RANGE = (0.0, 10.0), (0.0, 2.0), (0, 2**32 - 1)  # what /api/write accepts
 
 
 @dataclass
@@ -80,27 +100,49 @@ class ClientGone(Exception):
 
 # ---------------------------------------------------------------------------------------------------- models
 
-def load_models(bundles: list[str], device: str = "auto") -> dict[str, tuple[str, "Recognizer"]]:
-    """{modality: (name, Recognizer)} for the named bundles, or for the shipped AN4 and UNIPEN bundles when none
-    is named. At most one bundle per modality ("audio", "ink")."""
-    from .pretrained import default_bundle
+def load_models(bundles: list[str], device: str = "auto") -> dict[str, tuple[str, object]]:
+    """{kind: (file name, model)} for the named bundles (files or shipped names), or, when none is named, for the
+    shipped AN4 and UNIPEN bundles and the shipped writer (WRITER) when this install has it. Kinds: "audio" and
+    "ink" (a Recognizer each), "writer" (a synthesis bundle, extra["task"] "synthesis": a
+    tasks.synthesis.inference.Writer); at most one bundle of each."""
+    from .bundle import load_bundle
+    from .device import select_device
+    from .pretrained import default_bundle, resolve
     from .recognizer import Recognizer
 
-    paths = [Path(b) for b in bundles] or [default_bundle("audio"), default_bundle("ink")]
+    paths = [resolve(b) for b in bundles] or [default_bundle("audio"), default_bundle("ink")]
+    if not bundles and (writer := default_writer()) is not None:
+        paths.append(writer)
     models = {}
     for path in paths:
-        recognizer = Recognizer.load(path, device=device)
-        modality = recognizer.config.modality
-        if modality in models:
-            raise UserError(f"{path}: a second {modality} model (after {models[modality][0]}); "
-                            f"serve takes at most one speech and one handwriting bundle")
-        models[modality] = (path.name, recognizer)
+        if load_bundle(path)["extra"].get("task") == "synthesis":
+            from .tasks.synthesis.inference import load_writer
+
+            kind, model = "writer", load_writer(path, device=select_device(device))
+        else:
+            model = Recognizer.load(path, device=device)
+            kind = model.config.modality
+        if kind in models:
+            what = {"audio": "speech", "ink": "handwriting", "writer": "writer (synthesis)"}.get(kind, kind)
+            raise UserError(f"{path}: a second {what} model (after {models[kind][0]}); serve takes at most one "
+                            f"speech, one handwriting and one writer bundle")
+        models[kind] = (Path(path).name, model)
     return models
+
+
+def default_writer() -> Path | None:
+    """The shipped writer's bundle when this install has it, else None."""
+    from .pretrained import MODELS
+
+    shipped = MODELS.get(WRITER)
+    return shipped.path if shipped is not None and shipped.path.is_file() else None
 
 
 HOW = {"audio": "Press Record, say one of the things the model knows, then press Stop; or choose a recording.",
        "ink": "Write a word with a mouse, pen or finger, then press Recognise.",
-       "ink lines": "Write a word or a line of words with a mouse, pen or finger, then press Recognise."}
+       "ink lines": "Write a word or a line of words with a mouse, pen or finger, then press Recognise.",
+       "write": "Type a few words and press Write; or write a sample on the handwriting canvas and press Write in "
+                "my style."}
 
 
 def model_info(name: str, recognizer) -> dict:
@@ -120,6 +162,21 @@ def model_info(name: str, recognizer) -> dict:
     if modality == "audio":
         info["sample_rate"] = recognizer.config.features.sample_rate
     return info
+
+
+def writer_info(name: str, writer) -> dict:
+    """What /api/models says of the loaded writer: its file, the characters it writes (and whether spaces), what
+    it is (the shipped model's words, when it is one), the longest text and the default bias."""
+    from .pretrained import MODELS
+    from .tasks.synthesis.inference import MAX_TEXT_CHARS
+
+    chars = [c for c in writer.alphabet.chars if c not in ("\n", "\ufffd")]  # not the newline, the unknown mark
+    shipped = next((m for m in MODELS.values() if writer.source and m.path == Path(writer.source).resolve()), None)
+    writes, spaces = "".join(c for c in chars if c != " "), " " in chars
+    knows = getattr(shipped, "knows", None) or \
+        f"a handwriting synthesis network that writes the characters {writes}" + (" and spaces" if spaces else "")
+    return {"bundle": name, "writes": writes, "spaces": spaces, "knows": knows,
+            "how": HOW["write"], "max_chars": MAX_TEXT_CHARS, "default_bias": writer.default_bias}
 
 
 def result_json(transcript, seconds: float) -> dict:
@@ -163,34 +220,98 @@ def check_audio_seconds(seconds: float, max_seconds: float) -> None:
                          f"--max-audio-seconds")
 
 
-def read_ink_json(body: bytes):
-    """An uploaded ink JSON -> ink.Ink, its y_down as the body states it (None: the recognizer decides);
-    BadRequest when it is not usable ink."""
-    from .ink import InkError, InkTooLarge, check_json_depth, ink_from_dict
+def read_json(body: bytes, example: str = '{"strokes": [[[x, y, t], ...], ...]}'):
+    """An uploaded JSON body, parsed; BadRequest when it is not JSON (or nests deeper than any ink needs)."""
+    from .ink import InkError, check_json_depth
 
     try:
         check_json_depth(body, "the body")
-        data = json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"))
     except InkError as err:
         raise BadRequest(HTTPStatus.BAD_REQUEST, str(err)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"the body is not JSON ({err}); send "
-                                                 '{"strokes": [[[x, y, t], ...], ...]}') from None
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f"the body is not JSON ({err}); send {example}") from None
+
+
+def read_ink_json(body: bytes):
+    """An uploaded ink JSON -> ink.Ink, its y_down as the body states it (None: the recognizer decides);
+    BadRequest when it is not usable ink."""
+    return ink_of(read_json(body))
+
+
+def ink_of(data, what: str = "the ink", where: str = "ink"):
+    """A parsed ink JSON object ({"strokes": [...], "y_down": ...}) -> ink.Ink; BadRequest when it is not usable."""
+    from .ink import InkError, InkTooLarge, ink_from_dict
+
     if not isinstance(data, dict) or not isinstance(data.get("strokes"), list):
         raise BadRequest(HTTPStatus.BAD_REQUEST, 'expected a JSON object with a "strokes" list: '
                                                  '{"strokes": [[[x, y, t], ...], ...]}')
     if not any(isinstance(s, list) and s for s in data["strokes"]):
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "the ink has no strokes: write something first")
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{what} has no strokes: write something first")
     y_down = data.get("y_down")
     if y_down is not None and not isinstance(y_down, bool):
         raise BadRequest(HTTPStatus.BAD_REQUEST, '"y_down" must be true (screen coordinates) or false (y up)')
     try:
-        ink = ink_from_dict({"strokes": data["strokes"]}, "ink")
+        ink = ink_from_dict({"strokes": data["strokes"]}, where)
     except InkError as err:
         status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if isinstance(err, InkTooLarge) else HTTPStatus.BAD_REQUEST
         raise BadRequest(status, str(err)) from None
     ink.y_down = y_down
     return ink
+
+
+WRITE_KEYS = ("text", "bias", "temperature", "seed", "style", "style_text")
+
+
+def write_request(data) -> dict:
+    """A parsed /api/write body -> {"text", "bias", "temperature", "seed", "style" (an Ink or None),
+    "style_text" (or None)}, defaults filled in; BadRequest (one line) for anything else."""
+    def bad(message: str) -> BadRequest:
+        return BadRequest(HTTPStatus.BAD_REQUEST, message)
+
+    if not isinstance(data, dict):
+        raise bad('expected a JSON object: {"text": "hello", "bias": 1.0, "seed": 0}')
+    unknown = [key for key in data if key not in WRITE_KEYS]
+    if unknown:
+        raise bad(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; /api/write "
+                  f"takes {', '.join(WRITE_KEYS)}")
+    if not isinstance(data.get("text"), str):
+        raise bad('"text" (a string, the words to write) is missing' if data.get("text") is None
+                  else f'"text" must be a string, not {type(data["text"]).__name__}')
+    request = {"text": data["text"]}
+    for key, default, (low, high), what in (("bias", None, BIAS_RANGE, "0: as sampled, larger: neater"),
+                                            ("temperature", 1.0, TEMPERATURE_RANGE, "0: no randomness"),
+                                            ("seed", 0, SEED_RANGE, "the same seed writes the same ink")):
+        value = data.get(key, default)
+        if value is None and key == "bias":  # the writer's own, chosen on dev
+            request[key] = None
+            continue
+        integer = key == "seed"
+        number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+        if not (number and low <= value <= high):  # NaN and infinities are out of range
+            kind = "an integer" if integer else "a number"
+            raise bad(f'"{key}" must be {kind} from {low:g} to {high:g} ({what}), got {json.dumps(value)[:40]}')
+        request[key] = value if integer else float(value)
+    style_text = data.get("style_text")
+    if style_text is not None and not isinstance(style_text, str):
+        raise bad(f'"style_text" must be a string (what the style sample says), not {type(style_text).__name__}')
+    request["style_text"] = style_text if style_text and style_text.strip() else None
+    request["style"] = None
+    if data.get("style") is not None:
+        style = ink_of(data["style"], "the style sample", "style")
+        if style.y_down is None:
+            raise bad('the style sample must say which way is up: "y_down": true (screen coordinates) or false (y up)')
+        request["style"] = style
+    elif request["style_text"] is not None:
+        raise bad('"style_text" says what the style sample says, but no "style" ink was given')
+    return request
+
+
+def ink_finished(ink, text: str, styled: bool) -> bool:
+    """Whether the writer finished the text, rather than being stopped at write()'s cap of points."""
+    from .tasks.synthesis.inference import POINTS_PER_CHAR, START_POINTS
+
+    return ink.num_points < START_POINTS + POINTS_PER_CHAR * len(text) + (0 if styled else 1)
 
 
 # ---------------------------------------------------------------------------------------------------- server
@@ -208,7 +329,10 @@ class DemoServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.batchers = {modality: Batcher(recognizer, self.limits.batch, self.limits.max_wait,
                                            self.limits.max_queue, name=modality)
-                         for modality, (_, recognizer) in models.items()}
+                         for modality, (_, recognizer) in models.items() if modality in ("audio", "ink")}
+        self.writer_lock = threading.Lock()  # the writer writes one text at a time
+        self.writers_waiting = 0  # requests waiting for (or holding) the writer; over max_queue get 503
+        self.writers_counted = threading.Lock()
 
     def server_close(self) -> None:
         super().server_close()
@@ -231,13 +355,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/api/models":
-            info = {modality: model_info(*self.server.models[modality]) if modality in self.server.models else None
+            models = self.server.models
+            info = {modality: model_info(*models[modality]) if modality in models else None
                     for modality in ("audio", "ink")}
+            info["writer"] = writer_info(*models["writer"]) if "writer" in models else None
             self.send_json(HTTPStatus.OK, {**info, "max_upload_bytes": self.server.max_upload_bytes})
             return
         if path.startswith("/api/"):
-            self.send_json(HTTPStatus.METHOD_NOT_ALLOWED if path in ("/api/transcribe", "/api/ink")
-                           else HTTPStatus.NOT_FOUND, {"error": f"{path}: POST to /api/transcribe or /api/ink"})
+            self.send_json(HTTPStatus.METHOD_NOT_ALLOWED if path in ("/api/transcribe", "/api/ink", "/api/write")
+                           else HTTPStatus.NOT_FOUND,
+                           {"error": f"{path}: POST to /api/transcribe, /api/ink or /api/write"})
             return
         name = "index.html" if path == "/" else path.lstrip("/")
         file = WEB / name
@@ -255,9 +382,12 @@ class Handler(BaseHTTPRequestHandler):
         self._unread = 0  # bytes of the body not read yet
         try:
             length = self.content_length()
+            if path == "/api/write":
+                self.write_text(length)
+                return
             if path not in routes:
                 raise BadRequest(HTTPStatus.NOT_FOUND, f"{path}: no such endpoint; POST to /api/transcribe "
-                                                       f"(audio) or /api/ink (JSON strokes)")
+                                                       f"(audio), /api/ink (JSON strokes) or /api/write (JSON text)")
             modality, check_type, model_input = routes[path]
             if modality not in self.server.models:
                 what = "speech" if modality == "audio" else "handwriting"
@@ -300,6 +430,77 @@ class Handler(BaseHTTPRequestHandler):
     def ink_input(self, body: bytes, recognizer):
         return recognizer.load_input(read_ink_json(body))
 
+    # --------------------------------------------------------------------------------------------- writing
+
+    def write_text(self, length: int) -> None:
+        """POST /api/write: the text written by the loaded writer, as strokes (writing heights, y up)."""
+        from .tasks.synthesis.inference import check_text
+
+        if "writer" not in self.server.models:
+            raise BadRequest(HTTPStatus.NOT_FOUND, f"no writer (handwriting synthesis model) is loaded; start "
+                                                   f"`speechrnn serve {WRITER}` (beside the recognizers you want: "
+                                                   f"`speechrnn serve an4 unipen {WRITER}`) or name a bundle of "
+                                                   f"`speechrnn synthesis train`")
+        self.check_json_type('{"text": "hello"}')
+        writer = self.server.models["writer"][1]
+        body = uploaded_file(self.read_body(length), self.headers.get("Content-Type") or "")
+        request = write_request(read_json(body, '{"text": "hello", "bias": 1.0, "seed": 0}'))
+        text = check_text(writer, request["text"])
+        style, style_text = request["style"], request["style_text"]
+        if style is not None and style_text is None:
+            style_text = self.read_style(style)
+            try:
+                check_text(writer, style_text, "style's text")
+            except UserError:
+                raise BadRequest(HTTPStatus.BAD_REQUEST,
+                                 f"the style sample was read as {style_text!r}, which has characters this writer "
+                                 f"cannot write; give \"style_text\", what the sample says") from None
+        start = time.perf_counter()
+        with self.writer_turn():
+            ink = self.write_ink(writer, text, request, style, style_text)
+        answer = {"text": text, "strokes": [np.round(np.asarray(s)[:, :2], 3).tolist() for s in ink.strokes],
+                  "finished": ink_finished(ink, text, style is not None),
+                  "seconds": round(time.perf_counter() - start, 3)}
+        if style is not None:
+            answer["style_text"] = style_text  # as given, or as the recognizer read it
+        self.send_json(HTTPStatus.OK, answer)
+
+    @staticmethod
+    def write_ink(writer, text: str, request: dict, style, style_text):
+        from .tasks.synthesis.inference import write
+
+        return write(writer, text, bias=request["bias"], temperature=request["temperature"], seed=request["seed"],
+                     style=style, style_text=style_text)
+
+    def read_style(self, style) -> str:
+        """What the loaded handwriting recognizer reads in the style sample (through its batcher, as /api/ink)."""
+        if "ink" not in self.server.models:
+            raise BadRequest(HTTPStatus.BAD_REQUEST, 'no handwriting recognizer is loaded to read the style sample; '
+                                                     'give "style_text", what the sample says')
+        recognizer, batcher = self.server.models["ink"][1], self.server.batchers["ink"]
+        with batcher.arriving() as submit:
+            job = submit(recognizer.load_input(style))
+        text = batcher.result(job).text.strip()
+        if not text:
+            raise BadRequest(HTTPStatus.BAD_REQUEST, 'the style sample could not be read (nothing recognised); '
+                                                     'write it larger, or give "style_text", what it says')
+        return text
+
+    @contextmanager
+    def writer_turn(self):
+        """Wait for the writer (one request at a time); Busy when max_queue requests are waiting already."""
+        server = self.server
+        with server.writers_counted:
+            if server.writers_waiting >= server.limits.max_queue:
+                raise Busy(5, server.writers_waiting)
+            server.writers_waiting += 1
+        try:
+            with server.writer_lock:
+                yield
+        finally:
+            with server.writers_counted:
+                server.writers_waiting -= 1
+
     def check_audio_type(self) -> None:
         kind = self.content_type()
         if kind and not (kind.startswith("audio/") or kind in ("application/octet-stream", *FORM_TYPES)):
@@ -307,12 +508,12 @@ class Handler(BaseHTTPRequestHandler):
                              f"expected an audio file as the request body (Content-Type audio/wav, audio/flac, ... "
                              f"or application/octet-stream), got {kind}")
 
-    def check_json_type(self) -> None:
+    def check_json_type(self, example: str = '{"strokes": [[[x, y, t], ...], ...]}') -> None:
         kind = self.content_type()
         if kind and kind not in ("application/json", *FORM_TYPES):
+            what = "JSON strokes" if "strokes" in example else "JSON"
             raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                             f'expected JSON strokes (Content-Type application/json), got {kind}; send '
-                             f'{{"strokes": [[[x, y, t], ...], ...]}}')
+                             f'expected {what} (Content-Type application/json), got {kind}; send {example}')
 
     def content_type(self) -> str:
         return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
@@ -425,8 +626,12 @@ def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, max_upl
     models = load_models(bundles, device)
     limits = Limits(int(max_upload_mb * MB), max_audio_seconds, batch, batch_wait_ms / 1000, max_queue)
     server = make_server(models, host, port, limits)
-    for modality, (name, recognizer) in sorted(models.items()):
-        print(f"{'speech' if modality == 'audio' else 'handwriting'} model: {name}", file=sys.stderr)
+    for kind, (name, _) in sorted(models.items()):
+        what = {"audio": "speech model", "ink": "handwriting model", "writer": "writer (handwriting synthesis)"}[kind]
+        print(f"{what}: {name}", file=sys.stderr)
+    if "writer" not in models:
+        print(f"no writer loaded: the page's Write panel is off (`speechrnn serve an4 unipen {WRITER}` adds one)",
+              file=sys.stderr)
     try:
         loopback = ipaddress.ip_address(server.server_address[0]).is_loopback
     except ValueError:

@@ -5,9 +5,14 @@ from .common import add_command, add_device_option
 
 def cmd_serve(args) -> None:
     """Serve one page where you record speech (Record, then Stop; or choose an audio file) and write with a mouse,
-    pen or finger (Recognise), and see what the models read, with word times and confidences for speech. Open the
+    pen or finger (Recognise), and see what the models read, with word times and confidences for speech; and, with
+    a writer (a handwriting synthesis bundle, such as the shipped unipen-writer), type words and watch them written
+    (Write), in the writer's hand or in the style of what you wrote on the canvas (Write in my style). Open the
     printed address in a browser; Ctrl-C stops. The page calls a JSON API, usable without it: POST /api/transcribe
-    (an audio file as the body) and POST /api/ink ({"strokes": [[[x, y, t], ...], ...]}); see speechrnn/serve.py."""
+    (an audio file as the body), POST /api/ink ({"strokes": [[[x, y, t], ...], ...]}) and POST /api/write
+    ({"text": "hello", "bias": 1.0, "seed": 0}, optionally "temperature", "style" (an ink JSON with "y_down") and
+    "style_text"; answers {"text", "strokes": [[[x, y], ...], ...] in writing heights, y up, "seconds"}); see
+    speechrnn/serve.py."""
     from ..serve import serve
 
     serve(args.bundles, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device,
@@ -18,9 +23,14 @@ def cmd_serve(args) -> None:
 def add_parsers(commands) -> None:
     p = add_command(commands, "serve", cmd_serve, "a web page to try models: record speech, write on a canvas",
                     epilog="Browsers give the microphone only to https:// and localhost pages: to record from another "
-                           "machine, tunnel the port (ssh -L 8000:127.0.0.1:8000 HOST) rather than using --host.")
+                           "machine, tunnel the port (ssh -L 8000:127.0.0.1:8000 HOST) rather than using --host. "
+                           "POST /api/write takes JSON {\"text\": \"hello\", \"bias\": 1.0, \"seed\": 0} (bias 0 to 10, "
+                           "temperature 0 to 2, seed an integer; optional \"style\": an ink JSON with \"y_down\", and "
+                           "\"style_text\": what it says, else the handwriting model reads it) and answers "
+                           "{\"text\", \"strokes\": [[[x, y], ...], ...] (writing heights, y up), \"seconds\"}.")
     p.add_argument("bundles", nargs="*", metavar="BUNDLE",
-                   help="a speech and/or a handwriting bundle (default: the shipped AN4 and UNIPEN models)")
+                   help="a speech, a handwriting and/or a writer (handwriting synthesis) bundle, files or shipped "
+                        "names (default: the shipped an4 and unipen models, and unipen-writer when installed)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
                         "network, without any access control)")

@@ -1,5 +1,6 @@
-// The speechrnn page: record speech (sent as 16-bit PCM WAV to /api/transcribe) and write on a canvas (strokes
-// of [x, y, t] points sent as JSON to /api/ink). Plain JavaScript, no build step.
+// The speechrnn page: record speech (sent as 16-bit PCM WAV to /api/transcribe), write on a canvas (strokes
+// of [x, y, t] points sent as JSON to /api/ink), and have words written (JSON text to /api/write; the strokes that
+// come back are drawn point by point). Plain JavaScript, no build step.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -64,6 +65,19 @@ async function start() {
     $("ink-read").disabled = false;
   } else {
     $("ink-model").textContent = "no handwriting model loaded";
+  }
+  if (models.writer) {
+    $("write-how").textContent = models.writer.how;
+    $("write-model").textContent = `${models.writer.bundle}: ${models.writer.knows}.`;
+    for (const id of ["write-text", "write-go", "write-bias", "write-seed", "write-style", "write-style-text"]) {
+      $(id).disabled = false;
+    }
+    $("write-text").maxLength = $("write-style-text").maxLength = models.writer.max_chars;
+    $("write-bias").value = models.writer.default_bias;
+    showBias();
+  } else {
+    $("write-model").textContent = "no writer loaded: start `speechrnn serve an4 unipen unipen-writer` to have " +
+      "words written";
   }
   $("status").textContent = "ready";
   document.body.dataset.ready = "1";
@@ -308,6 +322,141 @@ $("ink-read").addEventListener("click", async () => {
   $("ink").dataset.state = "done";
 });
 
-window.addEventListener("resize", fitCanvas);
+// ---------------------------------------------------------------------------------------------------- writing
+
+const board = $("write-canvas");
+const quill = board.getContext("2d");
+// the last answer's strokes (writing heights, y up) as screen points in the order written ({x, y, first: the
+// first of its stroke}), and how many of them are drawn so far
+const writing = { strokes: [], path: [], drawn: 0, perFrame: 2, frame: null };
+const WRITE_MARGIN = 20;  // px around the writing
+
+function fitBoard() {
+  const ratio = window.devicePixelRatio || 1;
+  board.width = Math.round(board.clientWidth * ratio);
+  board.height = Math.round(board.clientHeight * ratio);
+  quill.setTransform(ratio, 0, 0, ratio, 0, 0);
+  quill.lineWidth = 2.5;
+  quill.lineCap = quill.lineJoin = "round";
+  quill.strokeStyle = "#1a237e";
+  placeWriting();
+  quill.clearRect(0, 0, board.width, board.height);
+  drawPoints(0, writing.drawn);  // what was drawn already, at the new size
+}
+
+function placeWriting() {
+  // y flipped (the writer's y is up), scaled to fit the canvas within the margin, one writing height at most half
+  // its height (a short word is not blown up), centred
+  let [minX, minY, maxX, maxY] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const stroke of writing.strokes) {
+    for (const [x, y] of stroke) {
+      minX = Math.min(minX, x); maxX = Math.max(maxX, x);
+      minY = Math.min(minY, y); maxY = Math.max(maxY, y);
+    }
+  }
+  const width = board.clientWidth - 2 * WRITE_MARGIN, height = board.clientHeight - 2 * WRITE_MARGIN;
+  const scale = Math.min(width / Math.max(maxX - minX, 1e-6), height / Math.max(maxY - minY, 1e-6), height / 2);
+  const left = (board.clientWidth - (maxX - minX) * scale) / 2, top = (board.clientHeight - (maxY - minY) * scale) / 2;
+  writing.path = writing.strokes.flatMap((stroke) => stroke.map(([x, y], i) => (
+    { x: left + (x - minX) * scale, y: top + (maxY - y) * scale, first: i === 0 })));
+}
+
+function drawPoints(from, to) {
+  // the lines to points from..to-1 (each from the point before it in its stroke); a stroke of one point is a dot
+  const path = writing.path;
+  quill.beginPath();
+  for (let i = from; i < to; i++) {
+    const p = path[i];
+    if (!p.first) {
+      quill.moveTo(path[i - 1].x, path[i - 1].y);
+      quill.lineTo(p.x, p.y);
+    } else if (i + 1 >= path.length || path[i + 1].first) {
+      quill.moveTo(p.x, p.y);
+      quill.lineTo(p.x + 0.1, p.y);
+    }
+  }
+  quill.stroke();
+}
+
+function step() {
+  // a few points a frame: a line of text takes a few seconds at most
+  const next = Math.min(writing.path.length, writing.drawn + writing.perFrame);
+  drawPoints(writing.drawn, next);
+  writing.drawn = next;
+  if (next < writing.path.length) {
+    writing.frame = requestAnimationFrame(step);
+  } else {
+    writing.frame = null;
+    $("write").dataset.state = "done";
+  }
+}
+
+function finishWriting() {
+  // the writing being animated, drawn to its end at once
+  if (writing.frame === null) return;
+  cancelAnimationFrame(writing.frame);
+  writing.frame = null;
+  drawPoints(writing.drawn, writing.path.length);
+  writing.drawn = writing.path.length;
+}
+
+function showWriting(strokes) {
+  finishWriting();
+  writing.strokes = strokes;
+  writing.drawn = 0;
+  placeWriting();
+  writing.perFrame = Math.max(2, Math.ceil(writing.path.length / 240));
+  quill.clearRect(0, 0, board.width, board.height);
+  $("write").dataset.state = "writing";
+  writing.frame = requestAnimationFrame(step);
+}
+
+function showBias() {
+  $("write-bias-value").textContent = Number($("write-bias").value).toFixed(1);
+}
+
+async function writeText(inMyStyle) {
+  const text = $("write-text").value.trim();
+  if (!text) {
+    say("write", "type the words to write first", true);
+    return;
+  }
+  const seed = $("write-seed").value.trim();
+  const body = { text, bias: Number($("write-bias").value), seed: seed === "" ? 0 : Number(seed) };
+  if (inMyStyle) {
+    if (!ink.strokes.length) {
+      say("write", "write a sample on the handwriting canvas above first: the writer imitates it", true);
+      return;
+    }
+    body.style = { strokes: ink.strokes.filter((stroke) => stroke.length), y_down: true };
+    const said = $("write-style-text").value.trim();
+    if (said) body.style_text = said;  // else the server reads the sample with its handwriting model
+  }
+  finishWriting();
+  $("write").dataset.state = "busy";
+  $("write-go").disabled = $("write-style").disabled = true;
+  say("write", inMyStyle ? "writing in your style…" : "writing…");
+  try {
+    const data = await post("api/write", JSON.stringify(body), "application/json");
+    const style = data.style_text === undefined ? "" : ` in the style of your “${data.style_text}”`;
+    const unfinished = data.finished ? "" : "; the writer stopped before the end: try another seed, or a higher bias";
+    say("write", `“${data.text}” written${style} in ${data.seconds.toFixed(2)} s${unfinished}`);
+    showWriting(data.strokes);
+  } catch (err) {
+    say("write", `Could not write that: ${err.message}`, true);
+    $("write").dataset.state = "done";
+  }
+  $("write-go").disabled = $("write-style").disabled = false;
+}
+
+$("write-go").addEventListener("click", () => writeText(false));
+$("write-style").addEventListener("click", () => writeText(true));
+$("write-text").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !$("write-go").disabled) writeText(false);
+});
+$("write-bias").addEventListener("input", showBias);
+
+window.addEventListener("resize", () => { fitCanvas(); fitBoard(); });
 fitCanvas();
+fitBoard();
 start();
