@@ -344,31 +344,38 @@ def browser_or_skip() -> tuple[str, str]:
     return chromium, driver
 
 
-@pytest.fixture(scope="module")
-def browser(speech_clip, tmp_path_factory):
-    """Headless Chromium whose fake microphone plays LEAD_IN seconds of silence, the speech clip once, then
-    silence (it starts when the page opens the microphone)."""
+def chrome(*extra_args: str):
+    """Headless Chromium through selenium (skipped, or failed with SPEECHRNN_REQUIRE_BROWSER, when missing), with
+    `extra_args`; a generator for a fixture to yield from: the browser is closed after."""
     chromium, driver_path = browser_or_skip()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
+                "--window-size=1100,1000", *extra_args):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser(speech_clip, tmp_path_factory):
+    """Headless Chromium whose fake microphone plays LEAD_IN seconds of silence, the speech clip once, then
+    silence (it starts when the page opens the microphone)."""
+    browser_or_skip()
     samples, rate = soundfile.read(str(speech_clip[0]), dtype="int16")
     fake_mic = tmp_path_factory.mktemp("mic") / "clip.wav"
     silence = np.zeros(int(LEAD_IN * rate), np.int16)
     soundfile.write(str(fake_mic), np.concatenate([silence, samples, silence, silence]), rate, subtype="PCM_16")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
-                "--window-size=1100,1000", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={fake_mic}%noloop", "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(arg)
-    chrome = webdriver.Chrome(options=options, service=Service(driver_path))
-    chrome.set_page_load_timeout(30)
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
+    yield from chrome("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      f"--use-file-for-fake-audio-capture={fake_mic}%noloop", "--autoplay-policy=no-user-gesture-required")
 
 
 def open_page(browser, url):

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from test_serve import ARTIFACTS, browser_or_skip
+from test_serve import ARTIFACTS, chrome
 
 STYLE = {"strokes": [[[10, 40, 0.0], [14, 30, 0.02], [18, 40, 0.04], [22, 30, 0.06]],
                      [[30, 40, 0.2], [34, 30, 0.22], [38, 40, 0.24]]], "y_down": True}
@@ -233,22 +233,7 @@ def test_writers_take_turns(url):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium, driver_path = browser_or_skip()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
-                "--window-size=1100,1000"):
-        options.add_argument(arg)
-    chrome = webdriver.Chrome(options=options, service=Service(driver_path))
-    chrome.set_page_load_timeout(30)
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
+    yield from chrome()
 
 
 def test_write_in_the_browser(writer, browser):
