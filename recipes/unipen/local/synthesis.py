@@ -3,8 +3,9 @@
   legibility  words drawn from the general-English word list (../english_lm/exp/text/words.tsv) that are not UNIPEN
               training words, written and read back by the recogniser (greedy, no lexicon): a dev draw chooses the
               default bias (stored in the bundle), a disjoint test draw of 1,000 is scored once at it
-  fit         negative log-likelihood per point of the test writers' words, for the bundle and for the
-              unconditional network of the same size (--unconditional)
+  fit         negative log-likelihood per point of the test writers' words, for the bundle (each word read with
+              its own text, and with the texts shuffled among the words) and for the unconditional network of the
+              same size (--unconditional)
   style       for STYLE_WRITERS test writers: primed with one of the writer's words, the network writes the same
               STYLE_WORDS words; each written word's style features (slant, width per letter, pen lifts per letter,
               height of ascenders and descenders, roundness) are z-scored and given to the nearest writer centroid
@@ -124,7 +125,9 @@ def style_test(writer, test_manifest: Path, words: list[str], bias: float) -> di
             "distance_to_primed_writer": float(np.mean(own)), "distance_to_other_writers": float(np.mean(other))}
 
 
-def test_nll(bundle: Path, test_manifest: Path) -> dict:
+def test_nll(bundle: Path, test_manifest: Path, shuffle_texts: bool = False) -> dict:
+    """NLL per point of the test inks; with `shuffle_texts` each ink is read with another ink's text (what the
+    text is worth to the network: the unconditional baseline without training one)."""
     from speechrnn.bundle import load_bundle
     from speechrnn.config import from_dict
     from speechrnn.tasks.lm.model import Alphabet
@@ -135,7 +138,10 @@ def test_nll(bundle: Path, test_manifest: Path) -> dict:
     model = HandwritingSynthesis(len(alphabet), config.model)
     model.load_state_dict(stored["state_dict"])
     dataset = InkOffsetsDataset(test_manifest, alphabet, config.data.spacing, 100000, "test")
+    if shuffle_texts:
+        random.Random(0).shuffle(dataset.texts)
     return {"bundle": str(bundle), "attention": config.model.attention, "epoch": stored["extra"].get("epoch"),
+            "texts": "shuffled" if shuffle_texts else "own",
             **nll_per_point(model.eval(), dataset)}
 
 
@@ -179,7 +185,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     results["style"] = style_test(writer, data / "test.jsonl", test_words[:STYLE_WORDS], best["bias"])
-    results["nll"] = [test_nll(Path(args.bundle), data / "test.jsonl")]
+    results["nll"] = [test_nll(Path(args.bundle), data / "test.jsonl"),
+                      test_nll(Path(args.bundle), data / "test.jsonl", shuffle_texts=True)]
     if args.unconditional:
         results["nll"].append(test_nll(Path(args.unconditional), data / "test.jsonl"))
 
