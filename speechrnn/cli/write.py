@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..pretrained import DEFAULTS
 from .common import (add_command, add_device_option, add_threads_option, add_training_command, set_threads,
                      training_config)
 
 FORMATS = ("svg", "png", "json", "inkml")
-DEFAULT_WRITER = "unipen-writer"  # pretrained.DEFAULTS["synthesis"]
+DEFAULT_WRITER = DEFAULTS["synthesis"]
 
 
 def output_paths(texts: list[str], output: str | None, output_dir: str, formats: list[str]) -> list[list[Path]]:
@@ -113,12 +114,11 @@ def cmd_write(args) -> None:
             except FileExistsError:
                 print(f"error: {path} exists; kept as it is (--overwrite replaces it)", file=sys.stderr)
                 failed += 1
-                continue
             except OSError as err:
                 print(f"error: {path}: cannot write ({err.strerror or err})", file=sys.stderr)
                 failed += 1
-                continue
-            print(f"{path}\t{ink.text}\t{ink.num_points} points, {len(ink.strokes)} strokes")
+            else:
+                print(f"{path}\t{ink.text}\t{ink.num_points} points, {len(ink.strokes)} strokes")
     if failed:
         sys.exit(1)
 
@@ -136,28 +136,15 @@ def cmd_synthesis_score(args) -> None:
     """Negative log-likelihood per point (nats; the offset mixture plus the pen lift, offsets in units of the
     resampling step) of the inks of a manifest, each read with its text: how well a synthesis network (text-
     conditioned or unconditional) predicts held-out handwriting. Lower is better."""
-    from ..bundle import load_bundle
-    from ..config import from_dict
-    from ..errors import BundleError
-    from ..pretrained import resolve
-    from ..tasks.lm.model import Alphabet
     from ..tasks.synthesis.data import InkOffsetsDataset
-    from ..tasks.synthesis.inference import nll_per_point
-    from ..tasks.synthesis.model import TASK, HandwritingSynthesis, SynthConfig
+    from ..tasks.synthesis.inference import load_network, nll_per_point
 
     set_threads(args.threads)
-    path = resolve(args.bundle)
-    bundle = load_bundle(path)
-    if bundle["extra"].get("task") != TASK:
-        raise BundleError(f"{path}: not a handwriting synthesis bundle; give one written by `speechrnn synthesis train`")
-    config = from_dict(bundle["config"], schema=SynthConfig)
-    alphabet = Alphabet(bundle["tokenizer"]["alphabet"])
-    model = HandwritingSynthesis(len(alphabet), config.model)
-    model.load_state_dict(bundle["state_dict"])
+    model, alphabet, config, _, path = load_network(args.bundle)
     dataset = InkOffsetsDataset(args.manifest, alphabet, config.data.spacing, 10 ** 9, Path(args.manifest).name)
     if not len(dataset):
         raise UserError(f"{args.manifest}: no ink with text to score")
-    scores = nll_per_point(model.eval(), dataset)
+    scores = nll_per_point(model, dataset)
     print(f"{path}: {scores['nll']:.4f} nats/point (offset {scores['offset']:.4f}, pen {scores['pen']:.4f}) over "
           f"{scores['points']} points of {len(dataset)} inks in {args.manifest}")
 

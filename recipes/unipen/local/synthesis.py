@@ -20,7 +20,6 @@
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -38,8 +37,7 @@ from speechrnn.metrics import error_rates
 from speechrnn.plot import draw_inks
 from speechrnn.recognizer import Recognizer
 from speechrnn.tasks.synthesis.data import InkOffsetsDataset
-from speechrnn.tasks.synthesis.inference import load_writer, nll_per_point, write
-from speechrnn.tasks.synthesis.model import HandwritingSynthesis, SynthConfig
+from speechrnn.tasks.synthesis.inference import load_network, load_writer, nll_per_point, write
 
 BIASES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 DEV_WORDS, TEST_WORDS = 300, 1000
@@ -128,21 +126,13 @@ def style_test(writer, test_manifest: Path, words: list[str], bias: float) -> di
 def test_nll(bundle: Path, test_manifest: Path, shuffle_texts: bool = False) -> dict:
     """NLL per point of the test inks; with `shuffle_texts` each ink is read with another ink's text (what the
     text is worth to the network: the unconditional baseline without training one)."""
-    from speechrnn.bundle import load_bundle
-    from speechrnn.config import from_dict
-    from speechrnn.tasks.lm.model import Alphabet
-
-    stored = load_bundle(bundle)
-    config = from_dict(stored["config"], schema=SynthConfig)
-    alphabet = Alphabet(stored["tokenizer"]["alphabet"])
-    model = HandwritingSynthesis(len(alphabet), config.model)
-    model.load_state_dict(stored["state_dict"])
+    model, alphabet, config, extra, _ = load_network(bundle)
     dataset = InkOffsetsDataset(test_manifest, alphabet, config.data.spacing, 100000, "test")
     if shuffle_texts:
         random.Random(0).shuffle(dataset.texts)
-    return {"bundle": str(bundle), "attention": config.model.attention, "epoch": stored["extra"].get("epoch"),
+    return {"bundle": str(bundle), "attention": config.model.attention, "epoch": extra.get("epoch"),
             "texts": "shuffled" if shuffle_texts else "own",
-            **nll_per_point(model.eval(), dataset)}
+            **nll_per_point(model, dataset)}
 
 
 def main() -> None:

@@ -46,9 +46,9 @@ class Writer:
         return self.config.data.spacing
 
 
-def load_writer(path: str | Path, device: str | torch.device = "cpu") -> Writer:
-    """A synthesis bundle (`speechrnn synthesis train`, or a shipped model's name) in eval mode; one line naming
-    the problem for any other bundle."""
+def load_network(path: str | Path, device: str | torch.device = "cpu") -> tuple:
+    """Any synthesis bundle (text-conditioned or unconditional; a file or a shipped name) -> (network in eval mode,
+    alphabet, config, the bundle's extras, its path); one line naming the problem for any other bundle."""
     from ...pretrained import resolve
 
     path = resolve(path)
@@ -58,13 +58,20 @@ def load_writer(path: str | Path, device: str | torch.device = "cpu") -> Writer:
         raise BundleError(f"{path}: a {kind} bundle, not a handwriting synthesis one; give a bundle written by "
                           f"`speechrnn synthesis train` (or the shipped unipen-writer)")
     config = from_dict(bundle["config"], schema=SynthConfig)
-    if not config.model.attention:
-        raise BundleError(f"{path}: an unconditional synthesis network (model.attention false) writes no given "
-                          f"text; it is only a baseline for `speechrnn synthesis score`")
     alphabet = Alphabet(bundle["tokenizer"]["alphabet"])
     model = HandwritingSynthesis(len(alphabet), config.model)
     model.load_state_dict(bundle["state_dict"])
-    return Writer(model.to(device).eval(), alphabet, config, str(path), float(bundle["extra"].get("bias", DEFAULT_BIAS)))
+    return model.to(device).eval(), alphabet, config, bundle["extra"], path
+
+
+def load_writer(path: str | Path, device: str | torch.device = "cpu") -> Writer:
+    """A text-conditioned synthesis bundle (`speechrnn synthesis train`, or a shipped model's name), ready to write;
+    one line naming the problem for any other bundle."""
+    model, alphabet, config, extra, path = load_network(path, device)
+    if not config.model.attention:
+        raise BundleError(f"{path}: an unconditional synthesis network (model.attention false) writes no given "
+                          f"text; it is only a baseline for `speechrnn synthesis score`")
+    return Writer(model, alphabet, config, str(path), float(extra.get("bias", DEFAULT_BIAS)))
 
 
 def check_text(writer: Writer, text: str, what: str = "text") -> str:
