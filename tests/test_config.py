@@ -117,10 +117,11 @@ def test_ranges_are_declared_on_fields_and_checked_for_any_schema():
 def test_every_recipe_config_is_in_range(conf):
     from speechrnn.tasks.classify.task import load_classify_config
     from speechrnn.tasks.lm.task import load_lm_config
+    from speechrnn.tasks.synthesis.task import load_synth_config
     from speechrnn.tasks.tagger.task import load_tagger_config
 
     loader = load_classify_config if conf.startswith("fsdd/") else load_lm_config if conf.startswith("english_lm/") \
-        else load_tagger_config if "vad" in conf else load_config
+        else load_tagger_config if "vad" in conf else load_synth_config if "synthesis" in conf else load_config
     loader(REPO / "recipes" / conf)
 
 
