@@ -220,14 +220,19 @@ const canvas = $("ink-canvas");
 const pen = canvas.getContext("2d");
 const ink = { strokes: [], current: null, pointer: null, t0: null };
 
-function fitCanvas() {
+// a canvas sized to its box in device pixels, and its pen reset (resizing clears both)
+function fitToBox(surface, context) {
   const ratio = window.devicePixelRatio || 1;
-  canvas.width = Math.round(canvas.clientWidth * ratio);
-  canvas.height = Math.round(canvas.clientHeight * ratio);
-  pen.setTransform(ratio, 0, 0, ratio, 0, 0);
-  pen.lineWidth = 2.5;
-  pen.lineCap = pen.lineJoin = "round";
-  pen.strokeStyle = "#1a237e";
+  surface.width = Math.round(surface.clientWidth * ratio);
+  surface.height = Math.round(surface.clientHeight * ratio);
+  context.setTransform(ratio, 0, 0, ratio, 0, 0);
+  context.lineWidth = 2.5;
+  context.lineCap = context.lineJoin = "round";
+  context.strokeStyle = "#1a237e";
+}
+
+function fitCanvas() {
+  fitToBox(canvas, pen);
   redraw();
 }
 
@@ -332,13 +337,7 @@ const writing = { strokes: [], path: [], drawn: 0, perFrame: 2, frame: null };
 const WRITE_MARGIN = 20;  // px around the writing
 
 function fitBoard() {
-  const ratio = window.devicePixelRatio || 1;
-  board.width = Math.round(board.clientWidth * ratio);
-  board.height = Math.round(board.clientHeight * ratio);
-  quill.setTransform(ratio, 0, 0, ratio, 0, 0);
-  quill.lineWidth = 2.5;
-  quill.lineCap = quill.lineJoin = "round";
-  quill.strokeStyle = "#1a237e";
+  fitToBox(board, quill);
   placeWriting();
   quill.clearRect(0, 0, board.width, board.height);
   drawPoints(0, writing.drawn);  // what was drawn already, at the new size
