@@ -123,6 +123,19 @@ def test_error_handler(tmp_path, capsys, monkeypatch):
     assert end.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
 
 
+def test_overrides_after_an_option(tmp_path, capsys):
+    """`train CONF --resume key=value`: the overrides still reach the command; other strays are refused."""
+    missing = str(tmp_path / "missing.yaml")
+    for argv in (["train", missing, "--resume", "train.max_epochs=2"],
+                 ["synthesis", "train", missing, "--overwrite", "model.hidden_size=8", "train.threads=1"]):
+        with pytest.raises(SystemExit) as end:
+            main(argv)
+        assert end.value.code == 2 and capsys.readouterr().err.strip() == f"error: {missing}: config file not found"
+    with pytest.raises(SystemExit) as end:
+        main(["train", missing, "--resume", "stray"])
+    assert end.value.code == 2 and "unrecognized arguments: stray" in capsys.readouterr().err
+
+
 def test_cli_defaults_agree_with_the_library():
     """The defaults the parser carries (written out there so that it needs no torch) are the library's."""
     from speechrnn import mic, tune

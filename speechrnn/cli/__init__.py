@@ -31,7 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Parse `argv` (default: sys.argv[1:]) and run the command. A UserError is one line on stderr and exit
     status 2; Ctrl-C exits with 130."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    parser = build_parser()
+    args, extras = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    # key=value overrides after an option (`train CONF --resume k=v`): argparse ends a positional list at the option
+    if extras and isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in extra and not extra.startswith("-") for extra in extras):
+        args.overrides += extras
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         args.run(args)
     except UserError as err:
