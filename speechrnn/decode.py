@@ -51,30 +51,54 @@ def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[int]
 def prefer_lexicon_free(nbests: list[list["Hypothesis"]], log_probs: torch.Tensor, lens: torch.Tensor | None,
                         tokenizer: Tokenizer, margin: float,
                         alternatives: list[list[int]] | None = None) -> list[list["Hypothesis"]]:
-    """Open vocabulary on top of lexicon beam search: where the lexicon-free transcript's CTC log-likelihood beats
-    the best lexicon hypothesis' by more than `margin` (natural log), it goes first. The lexicon-free transcripts
-    are `alternatives` (token ids per utterance, e.g. a character-LM beam search's), else the greedy ones.
-    log_probs (B, T, V), lens (B,) as given to the decoder; returns new lists (the inputs are not changed)."""
+    """Open vocabulary on top of lexicon beam search, word by word. The lexicon-free transcripts are `alternatives`
+    (token ids per utterance, e.g. a character-LM beam search's), else the greedy ones. Where one has as many words
+    as the best lexicon hypothesis, each word it reads differently replaces the lexicon's word when that swap alone
+    raises the transcript's CTC log-likelihood by more than `margin` (natural log): one unknown name in a line
+    changes that word only. Otherwise the two whole transcripts are compared the same way. The changed transcript
+    goes first. log_probs (B, T, V), lens (B,) as given to the decoder; returns new lists (the inputs are not
+    changed)."""
     batch, frames, _ = log_probs.shape
     lens = torch.full((batch,), frames) if lens is None else torch.as_tensor(lens).reshape(-1).cpu()
     log_probs = log_probs.detach().float().cpu()
-    greedy = greedy_decode(log_probs, lens) if alternatives is None else alternatives
-
-    def ctc_log_likelihood(targets: list[list[int]]) -> torch.Tensor:  # (B,) log p(targets | log_probs)
-        flat = torch.tensor([t for target in targets for t in target], dtype=torch.long)
-        loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), flat, lens,  # (T, B, V)
-                                            torch.tensor([len(t) for t in targets]), reduction="none")
-        return -loss
-
-    lexicon_ids = [tokenizer.encode(nbest[0].text) if nbest else [] for nbest in nbests]
-    gains = ctc_log_likelihood(greedy) - ctc_log_likelihood(lexicon_ids)  # (B,)
+    lexicon_free = greedy_decode(log_probs, lens) if alternatives is None else alternatives
     chosen = []
-    for nbest, ids, gain in zip(nbests, greedy, gains.tolist()):
-        if gain > margin and ids:
-            text = tokenizer.decode(ids)
-            nbest = [Hypothesis(text=text, score=float("nan"), tokens=ids, timesteps=[], words=text.split())] + nbest
+    for b, (nbest, free_ids) in enumerate(zip(nbests, lexicon_free)):
+        words = nbest[0].text.split() if nbest else []
+        free_words = tokenizer.decode(free_ids).split()
+        if not free_words or free_words == words:
+            chosen.append(list(nbest))
+            continue
+        if len(free_words) == len(words):  # candidate i: the lexicon transcript with word i swapped
+            swaps = [i for i, (w, f) in enumerate(zip(words, free_words)) if w != f]
+            candidates = [tokenizer.encode(" ".join(words[:i] + [free_words[i]] + words[i + 1:])) for i in swaps]
+        else:
+            swaps, candidates = None, [free_ids]
+        scores = ctc_log_likelihoods(log_probs[b, :lens[b]], [tokenizer.encode(" ".join(words))] + candidates)
+        gains = (scores[1:] - scores[0]).tolist()
+        if swaps is None:
+            new_words = free_words if gains[0] > margin else words
+        else:
+            new_words = list(words)
+            for i, gain in zip(swaps, gains):
+                if gain > margin:
+                    new_words[i] = free_words[i]
+        if new_words != words:
+            text = " ".join(new_words)
+            nbest = [Hypothesis(text=text, score=float("nan"), tokens=tokenizer.encode(text), timesteps=[],
+                                words=new_words)] + nbest
         chosen.append(list(nbest))
     return chosen
+
+
+def ctc_log_likelihoods(log_probs: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+    """log p(target | log_probs) under CTC for each target (token ids) of one utterance's log_probs (T, V): (N,)."""
+    count, frames = len(targets), log_probs.shape[0]
+    flat = torch.tensor([t for target in targets for t in target], dtype=torch.long)
+    loss = torch.nn.functional.ctc_loss(log_probs.unsqueeze(1).expand(frames, count, -1),  # (T, N, V)
+                                        flat, torch.full((count,), frames), torch.tensor([len(t) for t in targets]),
+                                        reduction="none", zero_infinity=False)
+    return -loss
 
 
 # ------------------------------------------------------------------------------------------------- beam search

@@ -62,3 +62,16 @@ def test_tune_tries_margins_without_decoding_again(tmp_path):
                             for i in range(2)]]
     assert prefer_lexicon_free(nbests, log_probs, lens, TOKENIZER, 2.0)[0][0].text == "TOT"
     assert nbests[0][0].text != "TOT"  # the input lists are left as they were
+
+
+def test_a_line_keeps_its_lexicon_words_and_swaps_only_the_sure_unknown_one(tmp_path):
+    lexicon = str(tmp_path / "lexicon.txt")
+    write_lexicon(["CAT", "COT"], TOKENIZER, lexicon)
+    # "COT TOT" read by greedy as "TOT TOT": the first T by a hair (a lexicon word's misreading), the second surely
+    line = posteriors([{"T": 0.5, "C": 0.45}, BLANK, "O", BLANK, "T", BLANK, " ", BLANK,
+                       "T", BLANK, "O", BLANK, "T", BLANK])
+    assert decode(line, lexicon, float("inf")) == "COT COT"
+    assert decode(line, lexicon, 2.0) == "COT TOT"  # whole lines compared would give "TOT TOT"
+    assert decode(line, lexicon, 0.0) == "TOT TOT"
+    words_differ = posteriors(["T", BLANK, "O", BLANK, "T", BLANK, "T", BLANK, "O", BLANK, "T", BLANK])  # no space read
+    assert decode(words_differ, lexicon, 2.0) == "TOTTOT"  # counts differ: the whole transcripts are compared
