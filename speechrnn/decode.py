@@ -51,8 +51,9 @@ def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[int]
 def prefer_lexicon_free(nbests: list[list["Hypothesis"]], log_probs: torch.Tensor, lens: torch.Tensor | None,
                         tokenizer: Tokenizer, margin: float,
                         alternatives: list[list[int]] | None = None) -> list[list["Hypothesis"]]:
-    """Open vocabulary on top of lexicon beam search, word by word. The lexicon-free transcripts are `alternatives`
-    (token ids per utterance, e.g. a character-LM beam search's), else the greedy ones. Where one has as many words
+    """Open vocabulary on top of lexicon beam search, word by word. Where the greedy transcript reads the lexicon
+    hypothesis' words, it stands. Elsewhere the lexicon-free transcripts are `alternatives` (token ids per utterance,
+    e.g. a character-LM beam search's; None where greedy agrees), else the greedy ones. Where one has as many words
     as the best lexicon hypothesis, each word it reads differently replaces the lexicon's word when that swap alone
     raises the transcript's CTC log-likelihood by more than `margin` (natural log): one unknown name in a line
     changes that word only. Otherwise the two whole transcripts are compared the same way. The changed transcript
@@ -61,10 +62,14 @@ def prefer_lexicon_free(nbests: list[list["Hypothesis"]], log_probs: torch.Tenso
     batch, frames, _ = log_probs.shape
     lens = torch.full((batch,), frames) if lens is None else torch.as_tensor(lens).reshape(-1).cpu()
     log_probs = log_probs.detach().float().cpu()
-    lexicon_free = greedy_decode(log_probs, lens) if alternatives is None else alternatives
+    greedy = greedy_decode(log_probs, lens)
+    lexicon_free = greedy if alternatives is None else alternatives
     chosen = []
-    for b, (nbest, free_ids) in enumerate(zip(nbests, lexicon_free)):
+    for b, (nbest, greedy_ids, free_ids) in enumerate(zip(nbests, greedy, lexicon_free)):
         words = nbest[0].text.split() if nbest else []
+        if tokenizer.decode(greedy_ids).split() == words:  # the model's own best path reads the lexicon's words
+            chosen.append(list(nbest))
+            continue
         free_words = tokenizer.decode(free_ids).split()
         if not free_words or free_words == words:
             chosen.append(list(nbest))
@@ -195,14 +200,28 @@ class BeamDecoder:
                   for e, results in zip(emissions, raw)]
         if self.config.lexicon is not None and self.config.oov_margin != float("inf"):
             nbests = prefer_lexicon_free(nbests, log_probs, lens, self.tokenizer, self.config.oov_margin,
-                                         self.lexicon_free(log_probs, lens))
+                                         self.lexicon_free(log_probs, lens, nbests))
         return nbests
 
-    def lexicon_free(self, log_probs: torch.Tensor, lens: torch.Tensor | None) -> list[list[int]] | None:
-        """The open_vocabulary decoder's best token ids per utterance; None without one (greedy is used)."""
+    def lexicon_free(self, log_probs: torch.Tensor, lens: torch.Tensor | None,
+                     nbests: list[list[Hypothesis]]) -> list[list[int] | None] | None:
+        """The open_vocabulary decoder's best token ids for each utterance whose greedy transcript differs from its
+        lexicon hypothesis (None for the others: prefer_lexicon_free keeps them as they are, so they are not
+        decoded again); None without an open_vocabulary decoder (greedy is used)."""
         if self.open_vocabulary is None:
             return None
-        return [nbest[0].tokens if nbest else [] for nbest in self.open_vocabulary.decode(log_probs, lens)]
+        batch, frames, _ = log_probs.shape
+        lens = torch.full((batch,), frames) if lens is None else torch.as_tensor(lens).reshape(-1).cpu()
+        greedy = greedy_decode(log_probs, lens)
+        todo = [b for b, (ids, nbest) in enumerate(zip(greedy, nbests))
+                if self.tokenizer.decode(ids).split() != (nbest[0].text.split() if nbest else [])]
+        result: list[list[int] | None] = [None] * batch
+        if todo:
+            rows = torch.tensor(todo)
+            longest = int(lens[rows].max())
+            for b, nbest in zip(todo, self.open_vocabulary.decode(log_probs[rows, :longest], lens[rows])):
+                result[b] = nbest[0].tokens if nbest else []
+        return result
 
     def close(self) -> None:
         if self._pool is not None:

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from speechrnn.decode import BeamConfig, BeamDecoder, prefer_lexicon_free
+from speechrnn.decode import BeamConfig, BeamDecoder, Hypothesis, prefer_lexicon_free
 from speechrnn.decoder_files import write_lexicon
 from speechrnn.text import TextConfig, Tokenizer
 from speechrnn.tune import grid_search
@@ -75,3 +75,21 @@ def test_a_line_keeps_its_lexicon_words_and_swaps_only_the_sure_unknown_one(tmp_
     assert decode(line, lexicon, 0.0) == "TOT TOT"
     words_differ = posteriors(["T", BLANK, "O", BLANK, "T", BLANK, "T", BLANK, "O", BLANK, "T", BLANK])  # no space read
     assert decode(words_differ, lexicon, 2.0) == "TOTTOT"  # counts differ: the whole transcripts are compared
+
+
+def test_the_fallback_decoder_reads_only_where_greedy_and_the_lexicon_disagree(tmp_path):
+    lexicon = str(tmp_path / "lexicon.txt")
+    write_lexicon(["CAT", "COT"], TOKENIZER, lexicon)
+    seen = []
+
+    class Fallback:  # a lexicon-free decoder that reads TOT, recording how many utterances it was given
+        def decode(self, log_probs, lens):
+            seen.append(log_probs.shape[0])
+            ids = TOKENIZER.encode("TOT")
+            return [[Hypothesis(text="TOT", score=0.0, tokens=ids, timesteps=[])] for _ in range(log_probs.shape[0])]
+
+    log_probs = torch.cat([posteriors(["C", BLANK, "A", BLANK, "T", BLANK]),
+                           posteriors(["T", BLANK, "O", BLANK, "T", BLANK])])
+    with BeamDecoder(TOKENIZER, BeamConfig(lexicon=lexicon, oov_margin=2.0), open_vocabulary=Fallback()) as decoder:
+        texts = [nbest[0].text for nbest in decoder.decode(log_probs, torch.tensor([6, 6]))]
+    assert texts == ["CAT", "TOT"] and seen == [1]  # CAT: greedy agrees, not decoded again

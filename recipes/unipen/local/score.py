@@ -13,7 +13,8 @@ from pathlib import Path
 SETS = ("dev", "test", "dev_lexicon", "test_lexicon")
 LM_SETS = tuple(f"{split}_{decoder}" for decoder in ("openvocab", "charlm", "lexicon_charlm", "openvocab_charlm")
                 for split in ("dev", "test"))  # stage 6, when run
-LINE_SETS = tuple(f"{split}_lines{decoder}" for decoder in ("", "_lexicon") for split in ("dev", "test"))
+LINE_SETS = tuple(f"{split}_lines{decoder}" for decoder in ("", "_lexicon", "_charlm", "_lexicon_charlm",
+                                                               "_openvocab_charlm") for split in ("dev", "test"))
 
 
 def unseen_right(per_utt: Path, train_words: set[str]) -> tuple[int, int]:
