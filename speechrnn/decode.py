@@ -25,6 +25,7 @@ import tempfile
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -50,10 +51,11 @@ def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[int]
 
 def prefer_lexicon_free(nbests: list[list["Hypothesis"]], log_probs: torch.Tensor, lens: torch.Tensor | None,
                         tokenizer: Tokenizer, margin: float,
-                        alternatives: list[list[int]] | None = None) -> list[list["Hypothesis"]]:
+                        read_lexicon_free: Callable[[list[int]], list[list[int]]] | None = None
+                        ) -> list[list["Hypothesis"]]:
     """Open vocabulary on top of lexicon beam search, word by word. Where the greedy transcript reads the lexicon
-    hypothesis' words, it stands. Elsewhere the lexicon-free transcripts are `alternatives` (token ids per utterance,
-    e.g. a character-LM beam search's; None where greedy agrees), else the greedy ones. Where one has as many words
+    hypothesis' words, it stands. For the other utterances, `read_lexicon_free(rows)` gives their lexicon-free
+    transcripts (token ids, e.g. a character-LM beam search's; None: the greedy ones). Where one has as many words
     as the best lexicon hypothesis, each word it reads differently replaces the lexicon's word when that swap alone
     raises the transcript's CTC log-likelihood by more than `margin` (natural log): one unknown name in a line
     changes that word only. Otherwise the two whole transcripts are compared the same way. The changed transcript
@@ -63,16 +65,13 @@ def prefer_lexicon_free(nbests: list[list["Hypothesis"]], log_probs: torch.Tenso
     lens = torch.full((batch,), frames) if lens is None else torch.as_tensor(lens).reshape(-1).cpu()
     log_probs = log_probs.detach().float().cpu()
     greedy = greedy_decode(log_probs, lens)
-    lexicon_free = greedy if alternatives is None else alternatives
-    chosen = []
-    for b, (nbest, greedy_ids, free_ids) in enumerate(zip(nbests, greedy, lexicon_free)):
-        words = nbest[0].text.split() if nbest else []
-        if tokenizer.decode(greedy_ids).split() == words:  # the model's own best path reads the lexicon's words
-            chosen.append(list(nbest))
-            continue
-        free_words = tokenizer.decode(free_ids).split()
+    lexicon_words = [nbest[0].text.split() if nbest else [] for nbest in nbests]
+    todo = [b for b, (ids, words) in enumerate(zip(greedy, lexicon_words)) if tokenizer.decode(ids).split() != words]
+    lexicon_free = dict(zip(todo, read_lexicon_free(todo) if read_lexicon_free and todo else [greedy[b] for b in todo]))
+    chosen = [list(nbest) for nbest in nbests]
+    for b, free_ids in lexicon_free.items():
+        words, free_words = lexicon_words[b], tokenizer.decode(free_ids).split()
         if not free_words or free_words == words:
-            chosen.append(list(nbest))
             continue
         if len(free_words) == len(words):  # candidate i: the lexicon transcript with word i swapped
             swaps = [i for i, (w, f) in enumerate(zip(words, free_words)) if w != f]
@@ -90,9 +89,8 @@ def prefer_lexicon_free(nbests: list[list["Hypothesis"]], log_probs: torch.Tenso
                     new_words[i] = free_words[i]
         if new_words != words:
             text = " ".join(new_words)
-            nbest = [Hypothesis(text=text, score=float("nan"), tokens=tokenizer.encode(text), timesteps=[],
-                                words=new_words)] + nbest
-        chosen.append(list(nbest))
+            chosen[b].insert(0, Hypothesis(text=text, score=float("nan"), tokens=tokenizer.encode(text), timesteps=[],
+                                           words=new_words))
     return chosen
 
 
@@ -200,28 +198,23 @@ class BeamDecoder:
                   for e, results in zip(emissions, raw)]
         if self.config.lexicon is not None and self.config.oov_margin != float("inf"):
             nbests = prefer_lexicon_free(nbests, log_probs, lens, self.tokenizer, self.config.oov_margin,
-                                         self.lexicon_free(log_probs, lens, nbests))
+                                         self.lexicon_free(log_probs, lens))
         return nbests
 
-    def lexicon_free(self, log_probs: torch.Tensor, lens: torch.Tensor | None,
-                     nbests: list[list[Hypothesis]]) -> list[list[int] | None] | None:
-        """The open_vocabulary decoder's best token ids for each utterance whose greedy transcript differs from its
-        lexicon hypothesis (None for the others: prefer_lexicon_free keeps them as they are, so they are not
-        decoded again); None without an open_vocabulary decoder (greedy is used)."""
+    def lexicon_free(self, log_probs: torch.Tensor, lens: torch.Tensor | None):
+        """prefer_lexicon_free's reader: rows -> the open_vocabulary decoder's best token ids for those utterances
+        (only they are decoded); None without an open_vocabulary decoder (greedy is used)."""
         if self.open_vocabulary is None:
             return None
         batch, frames, _ = log_probs.shape
         lens = torch.full((batch,), frames) if lens is None else torch.as_tensor(lens).reshape(-1).cpu()
-        greedy = greedy_decode(log_probs, lens)
-        todo = [b for b, (ids, nbest) in enumerate(zip(greedy, nbests))
-                if self.tokenizer.decode(ids).split() != (nbest[0].text.split() if nbest else [])]
-        result: list[list[int] | None] = [None] * batch
-        if todo:
-            rows = torch.tensor(todo)
-            longest = int(lens[rows].max())
-            for b, nbest in zip(todo, self.open_vocabulary.decode(log_probs[rows, :longest], lens[rows])):
-                result[b] = nbest[0].tokens if nbest else []
-        return result
+
+        def read(rows: list[int]) -> list[list[int]]:
+            index = torch.tensor(rows)
+            longest = int(lens[index].max())
+            return [nbest[0].tokens if nbest else []
+                    for nbest in self.open_vocabulary.decode(log_probs[index, :longest], lens[index])]
+        return read
 
     def close(self) -> None:
         if self._pool is not None:

@@ -59,7 +59,8 @@ def grid_search(tokenizer: Tokenizer, base: dict, grid: dict, refs, log_probs, l
             nbests = decoder.decode(log_probs, lens)
         for margin in margins:
             chosen = nbests if margin == float("inf") else \
-                prefer_lexicon_free(nbests, log_probs, lens, tokenizer, margin, alternatives)
+                prefer_lexicon_free(nbests, log_probs, lens, tokenizer, margin,
+                                    None if alternatives is None else (lambda rows: [alternatives[b] for b in rows]))
             tried.append(({**setting, "oov_margin": margin}, error_rates(refs, [nbest[0].text for nbest in chosen])))
     best = min(tried, key=lambda item: item[1].wer)  # min keeps the first of equal WERs
     return best, tried
